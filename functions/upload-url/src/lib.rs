@@ -1,0 +1,163 @@
+//! upload-url: presigned DICOM uploads. The API never carries the bytes: it hands out presigned S3
+//! requests (one PUT, or one per part of a multipart upload), records what was declared, and tells
+//! the uploader where the upload stands.
+//!
+//! | route | handler |
+//! |---|---|
+//! | `POST /v1/uploads` | [`create::create_upload`] |
+//! | `GET /v1/uploads/{uploadId}` | [`status::get_upload`] |
+//! | `DELETE /v1/uploads/{uploadId}` | [`status::abort_upload`] |
+//! | `GET /v1/uploads/{uploadId}/parts` | [`multipart::list_parts`] |
+//! | `POST /v1/uploads/{uploadId}/complete` | [`multipart::complete_upload`] |
+
+mod config;
+mod create;
+mod multipart;
+mod request;
+mod status;
+mod view;
+
+pub use config::Config;
+
+use lambda_http::{http::Method, Body, Request, RequestExt, Response};
+use request::RequestMeta;
+use shared::aws::AwsClients;
+use shared::domain::UploadId;
+use shared::problem::Problem;
+use shared::store::dynamodb::{DynamoSubjects, DynamoUploads};
+use shared::store::s3::S3Uploads;
+use shared::store::{SubjectDirectory, UploadObjects, UploadStore};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// The upload API: its configuration and the ports it talks to.
+pub struct UploadApi {
+    pub(crate) config: Config,
+    pub(crate) subjects: Arc<dyn SubjectDirectory>,
+    pub(crate) uploads: Arc<dyn UploadStore>,
+    pub(crate) objects: Arc<dyn UploadObjects>,
+}
+
+enum Route {
+    Create,
+    Get(String),
+    Abort(String),
+    Parts(String),
+    Complete(String),
+}
+
+fn route(method: &Method, path: &str) -> Result<Route, Problem> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let route = match (method, segments.as_slice()) {
+        (&Method::POST, ["v1", "uploads"]) => Route::Create,
+        (&Method::GET, ["v1", "uploads", id]) => Route::Get((*id).to_owned()),
+        (&Method::DELETE, ["v1", "uploads", id]) => Route::Abort((*id).to_owned()),
+        (&Method::GET, ["v1", "uploads", id, "parts"]) => Route::Parts((*id).to_owned()),
+        (&Method::POST, ["v1", "uploads", id, "complete"]) => Route::Complete((*id).to_owned()),
+        _ => {
+            return Err(Problem::not_found("No such route."));
+        }
+    };
+    Ok(route)
+}
+
+impl UploadApi {
+    pub fn new(config: Config, clients: &AwsClients) -> Self {
+        Self {
+            subjects: Arc::new(DynamoSubjects::new(
+                clients.dynamodb.clone(),
+                &config.subjects_table,
+            )),
+            uploads: Arc::new(DynamoUploads::new(
+                clients.dynamodb.clone(),
+                &config.uploads_table,
+                &config.audit_table,
+            )),
+            objects: Arc::new(S3Uploads::new(
+                clients.s3.clone(),
+                &config.bucket,
+                config.encryption,
+            )),
+            config,
+        }
+    }
+
+    /// Builds the API over other ports (fault injection in tests).
+    pub fn with_ports(
+        config: Config,
+        subjects: Arc<dyn SubjectDirectory>,
+        uploads: Arc<dyn UploadStore>,
+        objects: Arc<dyn UploadObjects>,
+    ) -> Self {
+        Self {
+            config,
+            subjects,
+            uploads,
+            objects,
+        }
+    }
+
+    /// Answers one request. Every failure becomes an RFC 9457 problem; nothing here panics on input.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let meta = RequestMeta::of(&request);
+        let span = tracing::info_span!(
+            "request",
+            request_id = %meta.request_id,
+            correlation_id = %meta.correlation_id,
+            method = %request.method(),
+            route = tracing::field::Empty,
+            upload = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        async {
+            let response = match self.dispatch(&meta, &request).await {
+                Ok(response) => response,
+                Err(problem) => {
+                    if problem.status >= 500 {
+                        tracing::error!(problem = %problem.kind, "request failed");
+                    } else {
+                        tracing::info!(problem = %problem.kind, "request refused");
+                    }
+                    problem.instance(request.raw_http_path().to_owned()).into_response()
+                }
+            };
+            tracing::Span::current().record("status", response.status().as_u16());
+            meta.stamp(response)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn dispatch(&self, meta: &RequestMeta, request: &Request) -> Result<Response<Body>, Problem> {
+        let path = request.raw_http_path();
+        let route = route(request.method(), &path)?;
+        let caller = shared::auth::Caller::from_request(request)?;
+        match route {
+            Route::Create => {
+                tracing::Span::current().record("route", "POST /v1/uploads");
+                create::create_upload(self, meta, &caller, request).await
+            }
+            Route::Get(id) => {
+                tracing::Span::current().record("route", "GET /v1/uploads/{uploadId}");
+                status::get_upload(self, meta, &caller, &parse_id(&id)?).await
+            }
+            Route::Abort(id) => {
+                tracing::Span::current().record("route", "DELETE /v1/uploads/{uploadId}");
+                status::abort_upload(self, meta, &caller, &parse_id(&id)?).await
+            }
+            Route::Parts(id) => {
+                tracing::Span::current().record("route", "GET /v1/uploads/{uploadId}/parts");
+                multipart::list_parts(self, &caller, &parse_id(&id)?).await
+            }
+            Route::Complete(id) => {
+                tracing::Span::current().record("route", "POST /v1/uploads/{uploadId}/complete");
+                multipart::complete_upload(self, meta, &caller, &parse_id(&id)?, request).await
+            }
+        }
+    }
+}
+
+/// An id that is not a canonical upload id names no upload: 404, as for any unknown upload.
+fn parse_id(raw: &str) -> Result<UploadId, Problem> {
+    UploadId::parse(raw).map_err(|_| Problem::not_found("No such upload."))
+}

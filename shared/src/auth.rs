@@ -1,0 +1,182 @@
+//! Who is calling and what they may see.
+//!
+//! Authentication happens at the edge: the HttpApi JWT authorizer (in AWS) or the local stack (the
+//! same checks: signature, `exp`/`nbf`, `iss`, `aud`) verifies the token and puts its claims in the
+//! request context. Authorization happens here, in the function, from two claims:
+//! - `role`: `site_staff` (uploads, reads its own sites), `monitor` (reads its own sites),
+//!   `sponsor_admin` (reads every site);
+//! - `sites`: the sites the caller works for, `"SITE-1,SITE-2"` or the authorizer's rendering of a
+//!   JSON array claim, `"[SITE-1 SITE-2]"`.
+//!
+//! Site scoping does not leak existence: a subject or upload at a site the caller cannot see answers
+//! 404, exactly as one that does not exist. A caller whose role does not allow the action at all gets 403.
+
+use crate::domain::SiteId;
+use crate::problem::Problem;
+use std::collections::{BTreeSet, HashMap};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    SiteStaff,
+    Monitor,
+    SponsorAdmin,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "site_staff" => Some(Self::SiteStaff),
+            "monitor" => Some(Self::Monitor),
+            "sponsor_admin" => Some(Self::SponsorAdmin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SiteStaff => "site_staff",
+            Self::Monitor => "monitor",
+            Self::SponsorAdmin => "sponsor_admin",
+        }
+    }
+}
+
+/// The authenticated caller, from the verified token's claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's `sub`: who the audit trail names.
+    pub user: String,
+    pub role: Role,
+    pub sites: BTreeSet<SiteId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no verified claims in the request context")]
+    Unauthenticated,
+    #[error("the token names no role this service knows")]
+    UnknownRole,
+}
+
+impl From<AuthError> for Problem {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated => Problem::unauthorized(),
+            AuthError::UnknownRole => Problem::forbidden("Your role does not allow this action."),
+        }
+    }
+}
+
+impl Caller {
+    /// Reads the caller from the authorizer's claims (API Gateway hands every claim over as a string).
+    pub fn from_claims(claims: &HashMap<String, String>) -> Result<Self, AuthError> {
+        let user = claims
+            .get("sub")
+            .filter(|s| !s.is_empty())
+            .ok_or(AuthError::Unauthenticated)?
+            .clone();
+        let role = claims.get("role").ok_or(AuthError::UnknownRole)?;
+        let role = Role::parse(role).ok_or(AuthError::UnknownRole)?;
+        let sites = claims
+            .get("sites")
+            .map(|raw| parse_sites(raw))
+            .unwrap_or_default();
+        Ok(Self { user, role, sites })
+    }
+
+    /// Reads the caller from a lambda_http request's API Gateway v2 request context.
+    pub fn from_request(request: &lambda_http::Request) -> Result<Self, AuthError> {
+        use lambda_http::request::RequestContext;
+        use lambda_http::RequestExt;
+        match request.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+                .authorizer
+                .as_ref()
+                .and_then(|a| a.jwt.as_ref())
+                .map(|jwt| Self::from_claims(&jwt.claims))
+                .unwrap_or(Err(AuthError::Unauthenticated)),
+            _ => Err(AuthError::Unauthenticated),
+        }
+    }
+
+    /// May the caller read data of a subject at `site`?
+    pub fn can_read(&self, site: &SiteId) -> bool {
+        match self.role {
+            Role::SponsorAdmin => true,
+            Role::SiteStaff | Role::Monitor => self.sites.contains(site),
+        }
+    }
+
+    /// May the caller upload imaging for a subject at `site`? Only site staff of that site.
+    pub fn can_upload(&self, site: &SiteId) -> bool {
+        self.role == Role::SiteStaff && self.sites.contains(site)
+    }
+}
+
+/// `"A,B"`, `"A B"` and the authorizer's rendering of an array claim, `"[A B]"`. Entries that are not
+/// valid site ids are dropped: they could never match a subject's site.
+fn parse_sites(raw: &str) -> BTreeSet<SiteId> {
+    raw.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .map(|s| s.trim_matches('"'))
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| SiteId::parse(s).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn site(s: &str) -> SiteId {
+        SiteId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn reads_role_and_every_rendering_of_sites() {
+        for raw in ["SITE-1,SITE-2", "[SITE-1 SITE-2]", " SITE-1  SITE-2 ", "[\"SITE-1\",\"SITE-2\"]"] {
+            let c = Caller::from_claims(&claims(&[("sub", "u1"), ("role", "monitor"), ("sites", raw)])).unwrap();
+            assert_eq!(c.role, Role::Monitor);
+            assert_eq!(c.sites.len(), 2, "{raw}");
+            assert!(c.can_read(&site("SITE-2")));
+            assert!(!c.can_read(&site("SITE-3")));
+            assert!(!c.can_upload(&site("SITE-1")));
+        }
+    }
+
+    #[test]
+    fn missing_sub_is_unauthenticated_and_unknown_role_forbidden() {
+        assert_eq!(
+            Caller::from_claims(&claims(&[("role", "monitor")])),
+            Err(AuthError::Unauthenticated)
+        );
+        assert_eq!(
+            Caller::from_claims(&claims(&[("sub", "u"), ("role", "root")])),
+            Err(AuthError::UnknownRole)
+        );
+        assert_eq!(
+            Caller::from_claims(&claims(&[("sub", "u")])),
+            Err(AuthError::UnknownRole)
+        );
+    }
+
+    #[test]
+    fn scoping_by_role() {
+        let admin = Caller::from_claims(&claims(&[("sub", "a"), ("role", "sponsor_admin")])).unwrap();
+        assert!(admin.can_read(&site("ANY")));
+        assert!(!admin.can_upload(&site("ANY")));
+        let staff =
+            Caller::from_claims(&claims(&[("sub", "s"), ("role", "site_staff"), ("sites", "S1")])).unwrap();
+        assert!(staff.can_upload(&site("S1")));
+        assert!(!staff.can_upload(&site("S2")));
+    }
+}

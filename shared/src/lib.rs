@@ -1,0 +1,17 @@
+//! The library every clinflow function stands on.
+//!
+//! - [`domain`]: the values of the trial world, parsed once at the edge (`SubjectId`, `Sha256Digest`, ...)
+//!   and the upload record with its status lifecycle;
+//! - [`store`]: the ports (small traits) the handlers take, and their AWS adapters;
+//! - [`auth`]: who is calling (JWT claims put in the request context by the HttpApi authorizer) and
+//!   what they may see;
+//! - [`problem`]: RFC 9457 problem responses, the one shape every error takes on the wire;
+//! - [`config`], [`aws`], [`telemetry`]: environment, SDK clients and JSON logs, built once per cold start.
+
+pub mod auth;
+pub mod aws;
+pub mod config;
+pub mod domain;
+pub mod problem;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,129 @@
+//! RFC 9457 problem details: the one shape every error takes on the wire.
+//!
+//! The `detail` is written for the client that sent the request; it never goes to a log line (it may
+//! quote the client's own input). Logs carry the problem's `type` and status only.
+
+use lambda_http::{http::StatusCode, Body, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem, `/problems/<slug>`; documented in openapi.yaml.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Extension members (RFC 9457 §3.2), e.g. `errors` with one entry per invalid field.
+    #[serde(flatten)]
+    pub extensions: Map<String, Value>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, slug: &str, title: &str) -> Self {
+        Self {
+            kind: format!("/problems/{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            instance: None,
+            extensions: Map::new(),
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
+    pub fn extension(mut self, name: &str, value: impl Serialize) -> Self {
+        self.extensions.insert(
+            name.to_owned(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
+        self
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+            .detail("A valid bearer token is required.")
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").detail(detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(detail)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+        )
+        .detail("The request could not be completed; it is safe to retry. Nothing was changed unless the response said so.")
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+        )
+        .detail("A dependency is unavailable; retry later.")
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status_code();
+        let body = serde_json::to_string(&self).unwrap_or_else(|_| "{}".to_owned());
+        let mut response = Response::new(Body::Text(body));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(CONTENT_TYPE),
+        );
+        response
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_as_rfc9457_with_extensions() {
+        let p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-upload", "Invalid upload")
+            .detail("2 fields are invalid")
+            .extension("errors", vec![serde_json::json!({"field": "sizeBytes"})]);
+        let v: Value = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "/problems/invalid-upload");
+        assert_eq!(v["status"], 422);
+        assert_eq!(v["errors"][0]["field"], "sizeBytes");
+        let r = p.into_response();
+        assert_eq!(r.status(), 422);
+        assert_eq!(r.headers()["content-type"], CONTENT_TYPE);
+    }
+}

@@ -1,0 +1,166 @@
+//! Ports: the small traits handlers take their dependencies as, and their AWS adapters
+//! ([`dynamodb`], [`s3`]). Integration tests run the adapters against the emulator.
+
+pub mod dynamodb;
+pub mod s3;
+
+use crate::domain::{
+    ObjectKey, SiteId, SubjectId, TrialId, Upload, UploadId, UploadStatus,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write found the item not in the state it expected (someone else changed it).
+    #[error("conditional write refused: {0}")]
+    Conflict(String),
+    /// The dependency is throttling, timing out or down; the caller may retry later.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    /// An item in storage does not have the shape this code writes.
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+    /// Any other failure of the dependency (logged where it happened).
+    #[error("dependency failed: {0}")]
+    Failed(String),
+}
+
+/// A trial subject as the site-scoping check sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub id: SubjectId,
+    pub trial: TrialId,
+    pub site: SiteId,
+}
+
+/// Reads subjects (enrolment through the API comes with the clinical-data work).
+#[async_trait]
+pub trait SubjectDirectory: Send + Sync {
+    async fn subject(&self, id: &SubjectId) -> Result<Option<Subject>, StoreError>;
+}
+
+/// One entry of the append-only audit trail: who, when (UTC), what, old → new, why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    /// What changed, e.g. `upload#<id>`.
+    pub entity: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+    pub action: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+    pub reason: String,
+    pub correlation_id: String,
+}
+
+/// The upload records. Every write is conditional and carries its audit entry in the same transaction.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// Writes a new record; `Conflict` if the id exists.
+    async fn create(&self, upload: &Upload, audit: &AuditEntry) -> Result<(), StoreError>;
+    async fn get(&self, id: &UploadId) -> Result<Option<Upload>, StoreError>;
+    /// Moves the record from `from` to `to`; `Conflict` if it is not in `from` any more.
+    async fn transition(
+        &self,
+        id: &UploadId,
+        from: UploadStatus,
+        to: UploadStatus,
+        reason: Option<&str>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+}
+
+/// A request the client makes itself, presigned: method, URL and the headers it must send as given.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PresignedHttp {
+    pub method: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A part S3 already holds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredPart {
+    pub part_number: u32,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// What S3 says of a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub version_id: Option<String>,
+}
+
+/// The upload bucket, as the upload API uses it: it presigns, it never carries the bytes.
+#[async_trait]
+pub trait UploadObjects: Send + Sync {
+    fn bucket(&self) -> &str;
+    async fn presign_put(
+        &self,
+        key: &ObjectKey,
+        size: u64,
+        content_type: &str,
+        sha256_base64: &str,
+        ttl: Duration,
+    ) -> Result<PresignedHttp, StoreError>;
+    /// Starts a multipart upload; returns S3's upload id.
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+    ) -> Result<String, StoreError>;
+    async fn presign_part(
+        &self,
+        key: &ObjectKey,
+        s3_upload_id: &str,
+        part_number: u32,
+        size: u64,
+        ttl: Duration,
+    ) -> Result<PresignedHttp, StoreError>;
+    async fn list_parts(
+        &self,
+        key: &ObjectKey,
+        s3_upload_id: &str,
+    ) -> Result<Vec<StoredPart>, StoreError>;
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        s3_upload_id: &str,
+        parts: &[StoredPart],
+    ) -> Result<(), StoreError>;
+    /// Aborts; an upload S3 no longer knows counts as aborted.
+    async fn abort_multipart(&self, key: &ObjectKey, s3_upload_id: &str) -> Result<(), StoreError>;
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectHead>, StoreError>;
+}
+
+/// Maps an SDK error to a [`StoreError`], logging the full cause chain (never the payload).
+pub(crate) fn sdk_failure<E, R>(
+    operation: &'static str,
+    err: aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+    let unavailable = matches!(
+        err,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
+    ) || {
+        let text = format!("{}", DisplayErrorContext(&err));
+        text.contains("Throttl") || text.contains("ProvisionedThroughputExceeded") || text.contains("SlowDown") || text.contains("ServiceUnavailable")
+    };
+    let message = format!("{operation}: {}", DisplayErrorContext(&err));
+    tracing::error!(operation, error = %message, "AWS call failed");
+    if unavailable {
+        StoreError::Unavailable(operation.to_owned())
+    } else {
+        StoreError::Failed(operation.to_owned())
+    }
+}
