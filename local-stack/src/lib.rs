@@ -1,1 +1,290 @@
+//! The local stack: the whole system on loopback, with no AWS account and no Docker.
+//!
+//! - [`emulator`]: moto server from the repo's venv on a free port, or `AWS_ENDPOINT_URL`;
+//! - [`template`] + [`provision`]: the resources of template.yaml, names and wiring read from it;
+//! - [`api`] + [`jwt`]: the HttpApi routes at `CLINFLOW_API_ADDR`, after the authorizer's JWT check;
+//! - [`functions`]: each function of the template, run in-process with the environment the template
+//!   gives it.
 
+pub mod api;
+pub mod emulator;
+pub mod functions;
+pub mod jwt;
+pub mod provision;
+pub mod template;
+
+use api::{ApiState, Cors, RouteBinding};
+use aws_config::{BehaviorVersion, Region};
+use functions::LocalFunction;
+use serde_json::Value as Json;
+use shared::aws::AwsClients;
+use shared::domain::{SiteId, SubjectId, TrialId};
+use shared::store::dynamodb::DynamoSubjects;
+use shared::store::Subject;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use template::{json_str, Template};
+use tokio::task::JoinHandle;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+pub struct Options {
+    pub stack_name: String,
+    pub region: String,
+    pub api_addr: SocketAddr,
+    pub template: PathBuf,
+    pub parameters: HashMap<String, String>,
+    pub jwt_secret: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            stack_name: "clinflow-local".into(),
+            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            template: emulator::repo_root().join("template.yaml"),
+            parameters: HashMap::new(),
+            jwt_secret: jwt::dev_secret(),
+        }
+    }
+}
+
+/// A function of the template as the local stack runs it.
+pub struct FunctionInfo {
+    pub binary: String,
+    pub environment: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+pub struct LocalStack {
+    pub api_url: String,
+    pub aws_endpoint: String,
+    pub clients: AwsClients,
+    pub template: Template,
+    pub provisioned: provision::Provisioned,
+    pub functions: BTreeMap<String, FunctionInfo>,
+    pub issuer: String,
+    pub audience: String,
+    jwt_secret: String,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// SDK clients for the emulator. Without credentials in the environment, moto's dummy ones.
+pub async fn emulator_clients(endpoint: &str, region: &str) -> AwsClients {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(region.to_owned()));
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "clinflow-local",
+        ));
+    }
+    AwsClients::from_config(&loader.load().await, true)
+}
+
+fn strings(v: Option<&Json>) -> Vec<String> {
+    v.and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
+impl LocalStack {
+    /// Provisions the template's resources on `endpoint` and serves the HttpApi at `options.api_addr`
+    /// (port 0 picks a free one).
+    pub async fn start(endpoint: &str, options: Options) -> Result<Self, Error> {
+        let account = if endpoint.contains("127.0.0.1") || endpoint.contains("localhost") {
+            emulator::MOTO_ACCOUNT.to_owned()
+        } else {
+            std::env::var("AWS_ACCOUNT_ID").unwrap_or_else(|_| emulator::MOTO_ACCOUNT.to_owned())
+        };
+        let mut template = Template::load(
+            &options.template,
+            &options.stack_name,
+            &options.region,
+            &account,
+            &options.parameters,
+        )?;
+        let clients = emulator_clients(endpoint, &options.region).await;
+        let provisioned = provision::provision(&mut template, &clients).await?;
+
+        let mut functions = BTreeMap::new();
+        let mut routes = Vec::new();
+        for f in template.resources_of("AWS::Serverless::Function") {
+            let binary = f
+                .metadata
+                .get("BuildProperties")
+                .and_then(|b| b.get("Binary"))
+                .and_then(|b| b.as_str())
+                .ok_or_else(|| format!("{}: Metadata.BuildProperties.Binary is missing", f.logical_id))?
+                .to_owned();
+            let environment = template.function_environment(&f)?;
+            let timeout = template
+                .function_property(&f, "Timeout")
+                .and_then(|t| t.as_str().and_then(|s| s.parse().ok()).or_else(|| t.as_u64()))
+                .unwrap_or(3);
+            let timeout = Duration::from_secs(timeout);
+            let local = functions::build(&binary, &environment, &clients)
+                .map_err(|e| format!("{}: {e}", f.logical_id))?;
+            let events = template
+                .eval(f.properties.get("Events").unwrap_or(&serde_yaml::Value::Null))?;
+            for (_, event) in events.as_object().into_iter().flatten() {
+                let props = event.get("Properties").cloned().unwrap_or(Json::Null);
+                match (json_str(event, "Type").as_deref(), &local) {
+                    (Some("HttpApi"), LocalFunction::Http(handler)) => {
+                        let method = json_str(&props, "Method").unwrap_or_else(|| "ANY".into());
+                        let authorized = props
+                            .pointer("/Auth/Authorizer")
+                            .and_then(Json::as_str)
+                            .is_none_or(|a| a != "NONE");
+                        routes.push(RouteBinding {
+                            method: method.to_uppercase().parse().map_err(|_| format!("bad method {method}"))?,
+                            path: json_str(&props, "Path").unwrap_or_default(),
+                            function: Arc::clone(handler),
+                            timeout,
+                            authorized,
+                        });
+                    }
+                    (kind, _) => {
+                        return Err(format!(
+                            "{}: event type {kind:?} is not run by the local stack for this function",
+                            f.logical_id
+                        )
+                        .into())
+                    }
+                }
+            }
+            functions.insert(
+                f.logical_id.clone(),
+                FunctionInfo {
+                    binary,
+                    environment,
+                    timeout,
+                },
+            );
+        }
+
+        let api = template
+            .resources_of("AWS::Serverless::HttpApi")
+            .into_iter()
+            .next()
+            .map(|r| template.eval(r.properties))
+            .transpose()?
+            .unwrap_or(Json::Null);
+        let jwt = api
+            .pointer("/Auth/Authorizers")
+            .and_then(Json::as_object)
+            .and_then(|a| a.values().next())
+            .and_then(|a| a.get("JwtConfiguration"))
+            .cloned()
+            .unwrap_or(Json::Null);
+        let issuer = json_str(&jwt, "issuer").ok_or("HttpApi JWT authorizer has no issuer")?;
+        let audience = strings(jwt.get("audience"))
+            .into_iter()
+            .next()
+            .ok_or("HttpApi JWT authorizer has no audience")?;
+        let cors_config = api.get("CorsConfiguration").cloned().unwrap_or(Json::Null);
+        let cors = Cors {
+            allow_origins: strings(cors_config.get("AllowOrigins")),
+            allow_methods: strings(cors_config.get("AllowMethods")),
+            allow_headers: strings(cors_config.get("AllowHeaders")),
+            expose_headers: strings(cors_config.get("ExposeHeaders")),
+            max_age: cors_config.get("MaxAge").and_then(Json::as_u64),
+        };
+        let state = Arc::new(ApiState {
+            routes,
+            jwt: jwt::JwtCheck::new(&options.jwt_secret, &issuer, &audience),
+            cors,
+            account,
+        });
+        let listener = tokio::net::TcpListener::bind(options.api_addr).await?;
+        let api_url = format!("http://{}", listener.local_addr()?);
+        let router = axum::Router::new().fallback(api::handle).with_state(state);
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "local HttpApi stopped");
+            }
+        });
+        Ok(Self {
+            api_url,
+            aws_endpoint: endpoint.to_owned(),
+            clients,
+            template,
+            provisioned,
+            functions,
+            issuer,
+            audience,
+            jwt_secret: options.jwt_secret,
+            tasks: vec![server],
+        })
+    }
+
+    /// A dev token the local authorizer accepts.
+    pub fn token(&self, user: &str, role: &str, sites: &[&str]) -> String {
+        let sites: Vec<String> = sites.iter().map(|s| (*s).to_owned()).collect();
+        jwt::mint(
+            &self.jwt_secret,
+            &jwt::TokenSpec {
+                subject: user,
+                role,
+                sites: &sites,
+                issuer: &self.issuer,
+                audience: &self.audience,
+                ttl_seconds: 3600,
+            },
+        )
+    }
+
+    /// The physical name of a table, by logical id.
+    pub fn table(&self, logical_id: &str) -> Option<&str> {
+        self.provisioned.tables.get(logical_id).map(String::as_str)
+    }
+
+    pub fn queue(&self, logical_id: &str) -> Option<&provision::Queue> {
+        self.provisioned.queues.get(logical_id)
+    }
+
+    pub fn bucket(&self, logical_id: &str) -> Option<&str> {
+        self.provisioned.buckets.get(logical_id).map(String::as_str)
+    }
+
+    /// Enrols subjects directly in the subjects table (enrolment through the API comes later).
+    pub async fn seed_subjects(&self, subjects: &[(&str, &str, &str)]) -> Result<(), Error> {
+        let table = self.table("SubjectsTable").ok_or("template has no SubjectsTable")?;
+        let directory = DynamoSubjects::new(self.clients.dynamodb.clone(), table);
+        for (subject, trial, site) in subjects {
+            directory
+                .put(&Subject {
+                    id: SubjectId::parse(subject)?,
+                    trial: TrialId::parse(trial)?,
+                    site: SiteId::parse(site)?,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The demo trial `make dev` walks: two sites, three subjects.
+pub const DEMO_SUBJECTS: &[(&str, &str, &str)] = &[
+    ("SUBJ-0001", "CLIN-DEMO-01", "SITE-BOS-01"),
+    ("SUBJ-0002", "CLIN-DEMO-01", "SITE-BOS-01"),
+    ("SUBJ-0101", "CLIN-DEMO-01", "SITE-LYN-02"),
+];

@@ -1,1 +1,108 @@
-fn main(){}
+//! `clinflow-local`: the local stack's command line.
+//!
+//! - `clinflow-local up [--seed-demo]`: emulator (or `AWS_ENDPOINT_URL`), the template's resources,
+//!   the HttpApi at `CLINFLOW_API_ADDR` (default 127.0.0.1:3000); prints the ready line and serves
+//!   until interrupted.
+//! - `clinflow-local token --role ROLE --sites A,B [--sub USER] [--ttl SECONDS]`: a dev token.
+//! - `clinflow-local emulator`: only the emulator; prints `AWS_ENDPOINT_URL=...` and runs until its
+//!   standard input closes (the test script shares one emulator between test binaries this way).
+
+use local_stack::{emulator::Emulator, jwt, template::Template, LocalStack, Options, DEMO_SUBJECTS};
+use std::collections::HashMap;
+use std::io::Read as _;
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), local_stack::Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("up") => up(&args).await,
+        Some("token") => token(&args),
+        Some("emulator") => {
+            let emulator = Emulator::start_moto()?;
+            println!("AWS_ENDPOINT_URL={}", emulator.endpoint);
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+            drop(emulator);
+            Ok(())
+        }
+        _ => {
+            eprintln!("usage: clinflow-local up [--seed-demo] | token --role ROLE --sites A,B [--sub USER] [--ttl SECONDS] | emulator");
+            std::process::exit(2);
+        }
+    }
+}
+
+async fn up(args: &[String]) -> Result<(), local_stack::Error> {
+    shared::telemetry::init_pretty();
+    let emulator = Emulator::from_env_or_start()?;
+    let mut options = Options::default();
+    if let Ok(addr) = std::env::var("CLINFLOW_API_ADDR") {
+        options.api_addr = addr.parse()?;
+    }
+    if let Ok(name) = std::env::var("CLINFLOW_STACK_NAME") {
+        options.stack_name = name;
+    }
+    let stack = LocalStack::start(&emulator.endpoint, options).await?;
+    if args.iter().any(|a| a == "--seed-demo") {
+        stack.seed_subjects(DEMO_SUBJECTS).await?;
+    }
+    for (id, f) in &stack.functions {
+        tracing::info!(function = %id, binary = %f.binary, "function ready");
+    }
+    println!(
+        "clinflow local stack ready: api={} aws={}",
+        stack.api_url, stack.aws_endpoint
+    );
+    tokio::signal::ctrl_c().await?;
+    drop(stack);
+    drop(emulator);
+    Ok(())
+}
+
+fn token(args: &[String]) -> Result<(), local_stack::Error> {
+    let role = flag(args, "--role").ok_or("--role is required (site_staff, monitor, sponsor_admin)")?;
+    let sites: Vec<String> = flag(args, "--sites")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let user = flag(args, "--sub").unwrap_or_else(|| format!("dev-{role}"));
+    let ttl: i64 = flag(args, "--ttl").map(|t| t.parse()).transpose()?.unwrap_or(3600);
+    let template = Template::load(
+        &local_stack::emulator::repo_root().join("template.yaml"),
+        "clinflow-local",
+        "us-east-1",
+        local_stack::emulator::MOTO_ACCOUNT,
+        &HashMap::new(),
+    )?;
+    let param = |n: &str| {
+        template
+            .parameter(n)
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or(format!("template parameter {n} missing"))
+    };
+    let (issuer, audience) = (param("JwtIssuer")?, param("JwtAudience")?);
+    println!(
+        "{}",
+        jwt::mint(
+            &jwt::dev_secret(),
+            &jwt::TokenSpec {
+                subject: &user,
+                role: &role,
+                sites: &sites,
+                issuer: &issuer,
+                audience: &audience,
+                ttl_seconds: ttl,
+            },
+        )
+    );
+    Ok(())
+}

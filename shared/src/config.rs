@@ -52,3 +52,9 @@ impl Source for HashMap<String, String> {
         HashMap::get(self, name).cloned()
     }
 }
+
+impl Source for std::collections::BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        std::collections::BTreeMap::get(self, name).cloned()
+    }
+}

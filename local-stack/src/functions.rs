@@ -1,0 +1,44 @@
+//! The functions of template.yaml, run in-process: each `AWS::Serverless::Function` names its binary
+//! (`Metadata.BuildProperties.Binary`); this maps the binary to the handler its `main.rs` runs, built
+//! from the environment the template gives it.
+
+use async_trait::async_trait;
+use lambda_http::{Body, Request, Response};
+use shared::aws::AwsClients;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// An HTTP function: takes the request lambda_http builds from an API Gateway v2 payload.
+#[async_trait]
+pub trait HttpFunction: Send + Sync {
+    async fn invoke(&self, request: Request) -> Response<Body>;
+}
+
+#[async_trait]
+impl HttpFunction for upload_url::UploadApi {
+    async fn invoke(&self, request: Request) -> Response<Body> {
+        self.handle(request).await
+    }
+}
+
+#[derive(Clone)]
+pub enum LocalFunction {
+    Http(Arc<dyn HttpFunction>),
+}
+
+/// Every binary the local stack can run. A test checks this list against template.yaml.
+pub const BINARIES: &[&str] = &["upload-url"];
+
+pub fn build(
+    binary: &str,
+    env: &BTreeMap<String, String>,
+    clients: &AwsClients,
+) -> Result<LocalFunction, String> {
+    match binary {
+        "upload-url" => {
+            let config = upload_url::Config::from_source(env).map_err(|e| e.to_string())?;
+            Ok(LocalFunction::Http(Arc::new(upload_url::UploadApi::new(config, clients))))
+        }
+        other => Err(format!("no local handler for binary {other}")),
+    }
+}
