@@ -79,7 +79,10 @@ fn match_path(pattern: &str, path: &str) -> Option<HashMap<String, String>> {
     (p.len() == s.len()).then_some(params)
 }
 
-pub async fn handle(State(state): State<Arc<ApiState>>, request: axum::extract::Request) -> Response {
+pub async fn handle(
+    State(state): State<Arc<ApiState>>,
+    request: axum::extract::Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let origin = parts
         .headers
@@ -103,12 +106,22 @@ pub async fn handle(State(state): State<Arc<ApiState>>, request: axum::extract::
 async fn route(state: &ApiState, parts: http::request::Parts, body: axum::body::Body) -> Response {
     let path = parts.uri.path().to_owned();
     // CORS preflight is answered by API Gateway itself, before any authorizer.
-    if parts.method == Method::OPTIONS && parts.headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD) {
+    if parts.method == Method::OPTIONS
+        && parts
+            .headers
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
         let mut response = StatusCode::NO_CONTENT.into_response();
         let h = response.headers_mut();
         for (name, values) in [
-            (http::header::ACCESS_CONTROL_ALLOW_METHODS, state.cors.allow_methods.join(",")),
-            (http::header::ACCESS_CONTROL_ALLOW_HEADERS, state.cors.allow_headers.join(",")),
+            (
+                http::header::ACCESS_CONTROL_ALLOW_METHODS,
+                state.cors.allow_methods.join(","),
+            ),
+            (
+                http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+                state.cors.allow_headers.join(","),
+            ),
         ] {
             if let Ok(v) = HeaderValue::from_str(&values) {
                 h.insert(name, v);
@@ -148,7 +161,9 @@ async fn route(state: &ApiState, parts: http::request::Parts, body: axum::body::
     };
     let body: Bytes = match axum::body::to_bytes(body, MAX_PAYLOAD).await {
         Ok(b) => b,
-        Err(_) => return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+        Err(_) => {
+            return gateway_message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+        }
     };
     let payload = gateway_payload(state, binding, &parts, &params, claims, &body);
     let request = match lambda_http::request::from_str(&payload.to_string()) {
@@ -208,12 +223,18 @@ fn gateway_payload(
     let (body, is_base64) = match std::str::from_utf8(body) {
         _ if body.is_empty() => (serde_json::Value::Null, false),
         Ok(text) => (json!(text), false),
-        Err(_) => (json!(base64::engine::general_purpose::STANDARD.encode(body)), true),
+        Err(_) => (
+            json!(base64::engine::general_purpose::STANDARD.encode(body)),
+            true,
+        ),
     };
     let now = chrono::Utc::now();
     let route_key = format!("{} {}", binding.method, binding.path);
     let request_id = uuid::Uuid::new_v4().to_string();
-    let host = headers.get("host").cloned().unwrap_or_else(|| "127.0.0.1".into());
+    let host = headers
+        .get("host")
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1".into());
     json!({
         "version": "2.0",
         "routeKey": route_key,
@@ -271,9 +292,15 @@ mod tests {
     #[test]
     fn matches_template_paths() {
         assert!(match_path("/v1/uploads", "/v1/uploads").unwrap().is_empty());
-        assert_eq!(match_path("/v1/uploads/{uploadId}", "/v1/uploads/abc").unwrap()["uploadId"], "abc");
+        assert_eq!(
+            match_path("/v1/uploads/{uploadId}", "/v1/uploads/abc").unwrap()["uploadId"],
+            "abc"
+        );
         assert!(match_path("/v1/uploads/{uploadId}", "/v1/uploads/abc/parts").is_none());
         assert!(match_path("/v1/uploads/{uploadId}", "/v1/uploads/").is_none());
-        assert_eq!(match_path("/files/{proxy+}", "/files/a/b").unwrap()["proxy"], "a/b");
+        assert_eq!(
+            match_path("/files/{proxy+}", "/files/a/b").unwrap()["proxy"],
+            "a/b"
+        );
     }
 }

@@ -109,7 +109,9 @@ cat >/dev/null
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                 let _ = s.write_all(b"GET /moto-api/ HTTP/1.0\r\n\r\n");
                 let mut buf = [0u8; 12];
-                if std::io::Read::read(&mut s, &mut buf).is_ok_and(|n| n >= 12) && buf.starts_with(b"HTTP/1") {
+                if std::io::Read::read(&mut s, &mut buf).is_ok_and(|n| n >= 12)
+                    && buf.starts_with(b"HTTP/1")
+                {
                     break;
                 }
             }

@@ -37,7 +37,9 @@ pub fn build(
     match binary {
         "upload-url" => {
             let config = upload_url::Config::from_source(env).map_err(|e| e.to_string())?;
-            Ok(LocalFunction::Http(Arc::new(upload_url::UploadApi::new(config, clients))))
+            Ok(LocalFunction::Http(Arc::new(upload_url::UploadApi::new(
+                config, clients,
+            ))))
         }
         other => Err(format!("no local handler for binary {other}")),
     }

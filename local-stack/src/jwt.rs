@@ -44,7 +44,8 @@ impl JwtCheck {
             .or_else(|| authorization.strip_prefix("bearer "))
             .unwrap_or(authorization)
             .trim();
-        let data = decode::<serde_json::Map<String, Json>>(token, &self.key, &self.validation).ok()?;
+        let data =
+            decode::<serde_json::Map<String, Json>>(token, &self.key, &self.validation).ok()?;
         Some(
             data.claims
                 .into_iter()
@@ -55,7 +56,10 @@ impl JwtCheck {
                             "[{}]",
                             items
                                 .iter()
-                                .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                                .map(|i| i
+                                    .as_str()
+                                    .map(str::to_owned)
+                                    .unwrap_or_else(|| i.to_string()))
                                 .collect::<Vec<_>>()
                                 .join(" ")
                         ),
@@ -91,8 +95,12 @@ pub fn mint(secret: &str, spec: &TokenSpec<'_>) -> String {
         "nbf": now.min(now + spec.ttl_seconds),
         "exp": now + spec.ttl_seconds,
     });
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .unwrap_or_default()
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -114,13 +122,28 @@ mod tests {
     #[test]
     fn accepts_good_tokens_and_refuses_the_rest() {
         let check = JwtCheck::new("k", "iss", "aud");
-        let claims = check.verify(&format!("Bearer {}", mint("k", &spec(60)))).unwrap();
+        let claims = check
+            .verify(&format!("Bearer {}", mint("k", &spec(60))))
+            .unwrap();
         assert_eq!(claims["role"], "monitor");
         assert_eq!(claims["sites"], "S1,S2");
         assert!(check.verify(&mint("k", &spec(-10))).is_none(), "expired");
-        assert!(check.verify(&mint("other", &spec(60))).is_none(), "bad signature");
-        assert!(JwtCheck::new("k", "iss", "other").verify(&mint("k", &spec(60))).is_none(), "audience");
-        assert!(JwtCheck::new("k", "other", "aud").verify(&mint("k", &spec(60))).is_none(), "issuer");
+        assert!(
+            check.verify(&mint("other", &spec(60))).is_none(),
+            "bad signature"
+        );
+        assert!(
+            JwtCheck::new("k", "iss", "other")
+                .verify(&mint("k", &spec(60)))
+                .is_none(),
+            "audience"
+        );
+        assert!(
+            JwtCheck::new("k", "other", "aud")
+                .verify(&mint("k", &spec(60)))
+                .is_none(),
+            "issuer"
+        );
         assert!(check.verify("Bearer not.a.jwt").is_none());
     }
 }

@@ -133,18 +133,30 @@ impl LocalStack {
                 .get("BuildProperties")
                 .and_then(|b| b.get("Binary"))
                 .and_then(|b| b.as_str())
-                .ok_or_else(|| format!("{}: Metadata.BuildProperties.Binary is missing", f.logical_id))?
+                .ok_or_else(|| {
+                    format!(
+                        "{}: Metadata.BuildProperties.Binary is missing",
+                        f.logical_id
+                    )
+                })?
                 .to_owned();
             let environment = template.function_environment(&f)?;
             let timeout = template
                 .function_property(&f, "Timeout")
-                .and_then(|t| t.as_str().and_then(|s| s.parse().ok()).or_else(|| t.as_u64()))
+                .and_then(|t| {
+                    t.as_str()
+                        .and_then(|s| s.parse().ok())
+                        .or_else(|| t.as_u64())
+                })
                 .unwrap_or(3);
             let timeout = Duration::from_secs(timeout);
             let local = functions::build(&binary, &environment, &clients)
                 .map_err(|e| format!("{}: {e}", f.logical_id))?;
-            let events = template
-                .eval(f.properties.get("Events").unwrap_or(&serde_yaml::Value::Null))?;
+            let events = template.eval(
+                f.properties
+                    .get("Events")
+                    .unwrap_or(&serde_yaml::Value::Null),
+            )?;
             for (_, event) in events.as_object().into_iter().flatten() {
                 let props = event.get("Properties").cloned().unwrap_or(Json::Null);
                 match (json_str(event, "Type").as_deref(), &local) {
@@ -155,7 +167,10 @@ impl LocalStack {
                             .and_then(Json::as_str)
                             .is_none_or(|a| a != "NONE");
                         routes.push(RouteBinding {
-                            method: method.to_uppercase().parse().map_err(|_| format!("bad method {method}"))?,
+                            method: method
+                                .to_uppercase()
+                                .parse()
+                                .map_err(|_| format!("bad method {method}"))?,
                             path: json_str(&props, "Path").unwrap_or_default(),
                             function: Arc::clone(handler),
                             timeout,
@@ -164,9 +179,9 @@ impl LocalStack {
                     }
                     (kind, _) => {
                         return Err(format!(
-                            "{}: event type {kind:?} is not run by the local stack for this function",
-                            f.logical_id
-                        )
+                        "{}: event type {kind:?} is not run by the local stack for this function",
+                        f.logical_id
+                    )
                         .into())
                     }
                 }
@@ -267,7 +282,9 @@ impl LocalStack {
 
     /// Enrols subjects directly in the subjects table (enrolment through the API comes later).
     pub async fn seed_subjects(&self, subjects: &[(&str, &str, &str)]) -> Result<(), Error> {
-        let table = self.table("SubjectsTable").ok_or("template has no SubjectsTable")?;
+        let table = self
+            .table("SubjectsTable")
+            .ok_or("template has no SubjectsTable")?;
         let directory = DynamoSubjects::new(self.clients.dynamodb.clone(), table);
         for (subject, trial, site) in subjects {
             directory

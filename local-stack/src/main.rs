@@ -7,7 +7,9 @@
 //! - `clinflow-local emulator`: only the emulator; prints `AWS_ENDPOINT_URL=...` and runs until its
 //!   standard input closes (the test script shares one emulator between test binaries this way).
 
-use local_stack::{emulator::Emulator, jwt, template::Template, LocalStack, Options, DEMO_SUBJECTS};
+use local_stack::{
+    emulator::Emulator, jwt, template::Template, LocalStack, Options, DEMO_SUBJECTS,
+};
 use std::collections::HashMap;
 use std::io::Read as _;
 
@@ -67,7 +69,8 @@ async fn up(args: &[String]) -> Result<(), local_stack::Error> {
 }
 
 fn token(args: &[String]) -> Result<(), local_stack::Error> {
-    let role = flag(args, "--role").ok_or("--role is required (site_staff, monitor, sponsor_admin)")?;
+    let role =
+        flag(args, "--role").ok_or("--role is required (site_staff, monitor, sponsor_admin)")?;
     let sites: Vec<String> = flag(args, "--sites")
         .unwrap_or_default()
         .split(',')
@@ -75,7 +78,10 @@ fn token(args: &[String]) -> Result<(), local_stack::Error> {
         .map(str::to_owned)
         .collect();
     let user = flag(args, "--sub").unwrap_or_else(|| format!("dev-{role}"));
-    let ttl: i64 = flag(args, "--ttl").map(|t| t.parse()).transpose()?.unwrap_or(3600);
+    let ttl: i64 = flag(args, "--ttl")
+        .map(|t| t.parse())
+        .transpose()?
+        .unwrap_or(3600);
     let template = Template::load(
         &local_stack::emulator::repo_root().join("template.yaml"),
         "clinflow-local",

@@ -48,7 +48,10 @@ fn required(props: &Json, key: &str, resource: &str) -> Result<String, Provision
     })
 }
 
-pub async fn provision(template: &mut Template, clients: &AwsClients) -> Result<Provisioned, ProvisionError> {
+pub async fn provision(
+    template: &mut Template,
+    clients: &AwsClients,
+) -> Result<Provisioned, ProvisionError> {
     let mut out = Provisioned::default();
     let (region, account) = (template.region.clone(), template.account.clone());
 
@@ -56,7 +59,12 @@ pub async fn provision(template: &mut Template, clients: &AwsClients) -> Result<
     let names: Vec<(String, String, Json)> = template
         .resources()
         .iter()
-        .filter(|r| matches!(r.kind.as_str(), "AWS::SQS::Queue" | "AWS::DynamoDB::Table" | "AWS::S3::Bucket"))
+        .filter(|r| {
+            matches!(
+                r.kind.as_str(),
+                "AWS::SQS::Queue" | "AWS::DynamoDB::Table" | "AWS::S3::Bucket"
+            )
+        })
         .map(|r| {
             let key = match r.kind.as_str() {
                 "AWS::SQS::Queue" => "QueueName",
@@ -66,7 +74,9 @@ pub async fn provision(template: &mut Template, clients: &AwsClients) -> Result<
             let name = r
                 .properties
                 .get(key)
-                .ok_or_else(|| TemplateError::Invalid(format!("{}: {key} is required locally", r.logical_id)))
+                .ok_or_else(|| {
+                    TemplateError::Invalid(format!("{}: {key} is required locally", r.logical_id))
+                })
                 .and_then(|v| template.eval(v))?;
             Ok((r.logical_id.clone(), r.kind.clone(), name))
         })
@@ -79,7 +89,10 @@ pub async fn provision(template: &mut Template, clients: &AwsClients) -> Result<
             }
             "AWS::DynamoDB::Table" => {
                 template.set_ref(id, &name);
-                template.set_arn(id, format!("arn:aws:dynamodb:{region}:{account}:table/{name}"));
+                template.set_arn(
+                    id,
+                    format!("arn:aws:dynamodb:{region}:{account}:table/{name}"),
+                );
             }
             _ => {
                 template.set_ref(id, &name);
@@ -96,7 +109,10 @@ pub async fn provision(template: &mut Template, clients: &AwsClients) -> Result<
         match kind.as_str() {
             "AWS::Serverless::Function" => {
                 let name = format!("{}-{id}", template.stack_name);
-                template.set_arn(&id, format!("arn:aws:lambda:{region}:{account}:function:{name}"));
+                template.set_arn(
+                    &id,
+                    format!("arn:aws:lambda:{region}:{account}:function:{name}"),
+                );
                 template.set_ref(&id, name);
             }
             "AWS::Serverless::HttpApi" => template.set_ref(&id, "local"),
@@ -111,10 +127,19 @@ pub async fn provision(template: &mut Template, clients: &AwsClients) -> Result<
         let mut create = clients.sqs.create_queue().queue_name(&name);
         for (key, attr) in [
             ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-            ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
+            (
+                "MessageRetentionPeriod",
+                QueueAttributeName::MessageRetentionPeriod,
+            ),
             ("DelaySeconds", QueueAttributeName::DelaySeconds),
-            ("ReceiveMessageWaitTimeSeconds", QueueAttributeName::ReceiveMessageWaitTimeSeconds),
-            ("SqsManagedSseEnabled", QueueAttributeName::SqsManagedSseEnabled),
+            (
+                "ReceiveMessageWaitTimeSeconds",
+                QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+            ),
+            (
+                "SqsManagedSseEnabled",
+                QueueAttributeName::SqsManagedSseEnabled,
+            ),
         ] {
             if let Some(v) = json_str(&props, key) {
                 create = create.attributes(attr, v);
@@ -137,7 +162,8 @@ pub async fn provision(template: &mut Template, clients: &AwsClients) -> Result<
             .attributes
             .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
             .unwrap_or_default();
-        out.queues.insert(r.logical_id.clone(), Queue { name, url, arn });
+        out.queues
+            .insert(r.logical_id.clone(), Queue { name, url, arn });
     }
     for (id, q) in &out.queues {
         template.set_ref(id, &q.url);
@@ -159,8 +185,16 @@ pub async fn provision(template: &mut Template, clients: &AwsClients) -> Result<
     }
     for r in template.resources_of("AWS::SQS::QueuePolicy") {
         let props = template.eval(r.properties)?;
-        let policy = props.get("PolicyDocument").map(Json::to_string).unwrap_or_default();
-        for url in props.get("Queues").and_then(Json::as_array).into_iter().flatten() {
+        let policy = props
+            .get("PolicyDocument")
+            .map(Json::to_string)
+            .unwrap_or_default();
+        for url in props
+            .get("Queues")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
             clients
                 .sqs
                 .set_queue_attributes()
@@ -205,34 +239,54 @@ pub async fn provision(template: &mut Template, clients: &AwsClients) -> Result<
     Ok(out)
 }
 
-async fn create_table(template: &Template, r: &Resource<'_>, clients: &AwsClients) -> Result<String, ProvisionError> {
+async fn create_table(
+    template: &Template,
+    r: &Resource<'_>,
+    clients: &AwsClients,
+) -> Result<String, ProvisionError> {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-        ScalarAttributeType, SseSpecification,
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType,
+        PointInTimeRecoverySpecification, ScalarAttributeType, SseSpecification,
     };
     let props = template.eval(r.properties)?;
     let name = required(&props, "TableName", &r.logical_id)?;
-    let invalid = |what: &str| ProvisionError::Template(TemplateError::Invalid(format!("{}: {what}", r.logical_id)));
+    let invalid = |what: &str| {
+        ProvisionError::Template(TemplateError::Invalid(format!("{}: {what}", r.logical_id)))
+    };
     let mut create = clients
         .dynamodb
         .create_table()
         .table_name(&name)
         .billing_mode(BillingMode::PayPerRequest)
         .sse_specification(SseSpecification::builder().enabled(true).build());
-    for a in props.get("AttributeDefinitions").and_then(Json::as_array).into_iter().flatten() {
+    for a in props
+        .get("AttributeDefinitions")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
         create = create.attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(json_str(a, "AttributeName").unwrap_or_default())
-                .attribute_type(ScalarAttributeType::from(json_str(a, "AttributeType").unwrap_or_default().as_str()))
+                .attribute_type(ScalarAttributeType::from(
+                    json_str(a, "AttributeType").unwrap_or_default().as_str(),
+                ))
                 .build()
                 .map_err(|_| invalid("AttributeDefinitions"))?,
         );
     }
-    for k in props.get("KeySchema").and_then(Json::as_array).into_iter().flatten() {
+    for k in props
+        .get("KeySchema")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
         create = create.key_schema(
             KeySchemaElement::builder()
                 .attribute_name(json_str(k, "AttributeName").unwrap_or_default())
-                .key_type(KeyType::from(json_str(k, "KeyType").unwrap_or_default().as_str()))
+                .key_type(KeyType::from(
+                    json_str(k, "KeyType").unwrap_or_default().as_str(),
+                ))
                 .build()
                 .map_err(|_| invalid("KeySchema"))?,
         );
@@ -240,12 +294,20 @@ async fn create_table(template: &Template, r: &Resource<'_>, clients: &AwsClient
     if let Some(gsis) = props.get("GlobalSecondaryIndexes").and_then(Json::as_array) {
         use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
         for g in gsis {
-            let mut index = GlobalSecondaryIndex::builder().index_name(json_str(g, "IndexName").unwrap_or_default());
-            for k in g.get("KeySchema").and_then(Json::as_array).into_iter().flatten() {
+            let mut index = GlobalSecondaryIndex::builder()
+                .index_name(json_str(g, "IndexName").unwrap_or_default());
+            for k in g
+                .get("KeySchema")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+            {
                 index = index.key_schema(
                     KeySchemaElement::builder()
                         .attribute_name(json_str(k, "AttributeName").unwrap_or_default())
-                        .key_type(KeyType::from(json_str(k, "KeyType").unwrap_or_default().as_str()))
+                        .key_type(KeyType::from(
+                            json_str(k, "KeyType").unwrap_or_default().as_str(),
+                        ))
                         .build()
                         .map_err(|_| invalid("GSI KeySchema"))?,
                 );
@@ -254,13 +316,19 @@ async fn create_table(template: &Template, r: &Resource<'_>, clients: &AwsClient
                 .get("Projection")
                 .and_then(|p| json_str(p, "ProjectionType"))
                 .unwrap_or_else(|| "ALL".into());
-            index = index.projection(Projection::builder().projection_type(ProjectionType::from(projection.as_str())).build());
+            index = index.projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(projection.as_str()))
+                    .build(),
+            );
             create = create.global_secondary_indexes(index.build().map_err(|_| invalid("GSI"))?);
         }
     }
     match create.send().await {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
         Err(e) => return Err(aws_err(&r.logical_id, e)),
     }
     let pitr = props
@@ -294,7 +362,11 @@ fn strings(v: Option<&Json>) -> Vec<String> {
         .collect()
 }
 
-async fn create_bucket(template: &Template, r: &Resource<'_>, clients: &AwsClients) -> Result<String, ProvisionError> {
+async fn create_bucket(
+    template: &Template,
+    r: &Resource<'_>,
+    clients: &AwsClients,
+) -> Result<String, ProvisionError> {
     let props = template.eval(r.properties)?;
     let name = required(&props, "BucketName", &r.logical_id)?;
     let id = r.logical_id.as_str();
@@ -303,16 +375,23 @@ async fn create_bucket(template: &Template, r: &Resource<'_>, clients: &AwsClien
     if template.region != "us-east-1" {
         create = create.create_bucket_configuration(
             s3t::CreateBucketConfiguration::builder()
-                .location_constraint(s3t::BucketLocationConstraint::from(template.region.as_str()))
+                .location_constraint(s3t::BucketLocationConstraint::from(
+                    template.region.as_str(),
+                ))
                 .build(),
         );
     }
     match create.send().await {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
         Err(e) => return Err(aws_err(id, e)),
     }
-    if let Some(status) = props.get("VersioningConfiguration").and_then(|v| json_str(v, "Status")) {
+    if let Some(status) = props
+        .get("VersioningConfiguration")
+        .and_then(|v| json_str(v, "Status"))
+    {
         s3.put_bucket_versioning()
             .bucket(&name)
             .versioning_configuration(
@@ -407,11 +486,18 @@ async fn create_bucket(template: &Template, r: &Resource<'_>, clients: &AwsClien
         for l in &lifecycle {
             let mut rule = s3t::LifecycleRule::builder()
                 .set_id(json_str(l, "Id"))
-                .status(s3t::ExpirationStatus::from(json_str(l, "Status").unwrap_or_default().as_str()))
+                .status(s3t::ExpirationStatus::from(
+                    json_str(l, "Status").unwrap_or_default().as_str(),
+                ))
                 .filter(s3t::LifecycleRuleFilter::builder().prefix("").build());
-            if let Some(days) = l.pointer("/AbortIncompleteMultipartUpload/DaysAfterInitiation").and_then(Json::as_i64) {
+            if let Some(days) = l
+                .pointer("/AbortIncompleteMultipartUpload/DaysAfterInitiation")
+                .and_then(Json::as_i64)
+            {
                 rule = rule.abort_incomplete_multipart_upload(
-                    s3t::AbortIncompleteMultipartUpload::builder().days_after_initiation(days as i32).build(),
+                    s3t::AbortIncompleteMultipartUpload::builder()
+                        .days_after_initiation(days as i32)
+                        .build(),
                 );
             }
             config = config.rules(rule.build().map_err(|e| aws_err(id, e))?);
@@ -432,25 +518,39 @@ async fn create_bucket(template: &Template, r: &Resource<'_>, clients: &AwsClien
         let mut notification = s3t::NotificationConfiguration::builder();
         for q in &queue_configs {
             let mut filter_rules = Vec::new();
-            for f in q.pointer("/Filter/S3Key/Rules").and_then(Json::as_array).into_iter().flatten() {
+            for f in q
+                .pointer("/Filter/S3Key/Rules")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+            {
                 filter_rules.push(
                     s3t::FilterRule::builder()
-                        .name(s3t::FilterRuleName::from(json_str(f, "Name").unwrap_or_default().as_str()))
+                        .name(s3t::FilterRuleName::from(
+                            json_str(f, "Name").unwrap_or_default().as_str(),
+                        ))
                         .value(json_str(f, "Value").unwrap_or_default())
                         .build(),
                 );
             }
             let mut config = s3t::QueueConfiguration::builder()
                 .queue_arn(json_str(q, "Queue").unwrap_or_default())
-                .events(s3t::Event::from(json_str(q, "Event").unwrap_or_default().as_str()));
+                .events(s3t::Event::from(
+                    json_str(q, "Event").unwrap_or_default().as_str(),
+                ));
             if !filter_rules.is_empty() {
                 config = config.filter(
                     s3t::NotificationConfigurationFilter::builder()
-                        .key(s3t::S3KeyFilter::builder().set_filter_rules(Some(filter_rules)).build())
+                        .key(
+                            s3t::S3KeyFilter::builder()
+                                .set_filter_rules(Some(filter_rules))
+                                .build(),
+                        )
                         .build(),
                 );
             }
-            notification = notification.queue_configurations(config.build().map_err(|e| aws_err(id, e))?);
+            notification =
+                notification.queue_configurations(config.build().map_err(|e| aws_err(id, e))?);
         }
         s3.put_bucket_notification_configuration()
             .bucket(&name)

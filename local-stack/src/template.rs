@@ -62,7 +62,8 @@ impl Template {
         account: &str,
         overrides: &HashMap<String, String>,
     ) -> Result<Self, TemplateError> {
-        let root: Yaml = serde_yaml::from_str(text).map_err(|e| TemplateError::Read(e.to_string()))?;
+        let root: Yaml =
+            serde_yaml::from_str(text).map_err(|e| TemplateError::Read(e.to_string()))?;
         let mut template = Self {
             root,
             stack_name: stack_name.to_owned(),
@@ -85,11 +86,19 @@ impl Template {
                     Some(Yaml::String(s)) => s.clone(),
                     Some(Yaml::Number(n)) => n.to_string(),
                     Some(Yaml::Bool(b)) => b.to_string(),
-                    _ => return Err(invalid(format!("parameter {name} has no default and no value"))),
+                    _ => {
+                        return Err(invalid(format!(
+                            "parameter {name} has no default and no value"
+                        )))
+                    }
                 },
             };
             let value = if kind == "CommaDelimitedList" {
-                Json::Array(raw.split(',').map(|s| Json::String(s.trim().to_owned())).collect())
+                Json::Array(
+                    raw.split(',')
+                        .map(|s| Json::String(s.trim().to_owned()))
+                        .collect(),
+                )
             } else {
                 Json::String(raw)
             };
@@ -119,7 +128,11 @@ impl Template {
         self.section("Resources")
             .map(|(logical_id, body)| Resource {
                 logical_id,
-                kind: body.get("Type").and_then(Yaml::as_str).unwrap_or("").to_owned(),
+                kind: body
+                    .get("Type")
+                    .and_then(Yaml::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
                 properties: body.get("Properties").unwrap_or(&Yaml::Null),
                 metadata: body.get("Metadata").unwrap_or(&Yaml::Null),
             })
@@ -127,7 +140,10 @@ impl Template {
     }
 
     pub fn resources_of(&self, kind: &str) -> Vec<Resource<'_>> {
-        self.resources().into_iter().filter(|r| r.kind == kind).collect()
+        self.resources()
+            .into_iter()
+            .filter(|r| r.kind == kind)
+            .collect()
     }
 
     /// `Globals.Function`, merged under each function's own properties by [`Self::function_environment`].
@@ -162,7 +178,9 @@ impl Template {
                 .and_then(|e| e.get("Variables"))
                 .and_then(Yaml::as_mapping);
             for (k, v) in vars.into_iter().flat_map(|m| m.iter()) {
-                let name = k.as_str().ok_or_else(|| invalid("environment variable name"))?;
+                let name = k
+                    .as_str()
+                    .ok_or_else(|| invalid("environment variable name"))?;
                 let value = match self.eval(v)? {
                     Json::String(s) => s,
                     Json::Null => continue,
@@ -218,7 +236,11 @@ impl Template {
         self.refs
             .get(name)
             .map(|v| Json::String(v.clone()))
-            .ok_or_else(|| invalid(format!("Ref {name}: unknown, or the resource does not exist yet")))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "Ref {name}: unknown, or the resource does not exist yet"
+                ))
+            })
     }
 
     fn get_att(&self, resource: &str, attribute: &str) -> Result<Json, TemplateError> {
@@ -229,7 +251,9 @@ impl Template {
                 .map(|v| Json::String(v.clone()))
                 .ok_or_else(|| invalid(format!("GetAtt {resource}.Arn: unknown resource"))),
             "QueueName" | "TableName" | "BucketName" => self.reference(resource),
-            _ => Err(invalid(format!("GetAtt {resource}.{attribute} is not supported locally"))),
+            _ => Err(invalid(format!(
+                "GetAtt {resource}.{attribute} is not supported locally"
+            ))),
         }
     }
 
@@ -320,7 +344,9 @@ impl Template {
         match name {
             "Ref" => self.reference(arg.as_str().ok_or_else(|| invalid("Ref takes a name"))?),
             "Condition" => {
-                let n = arg.as_str().ok_or_else(|| invalid("Condition takes a name"))?;
+                let n = arg
+                    .as_str()
+                    .ok_or_else(|| invalid("Condition takes a name"))?;
                 self.conditions
                     .get(n)
                     .map(|b| Json::Bool(*b))
@@ -350,7 +376,9 @@ impl Template {
             },
             "If" => match arg {
                 Yaml::Sequence(v) if v.len() == 3 => {
-                    let cond = v[0].as_str().ok_or_else(|| invalid("If takes a condition name"))?;
+                    let cond = v[0]
+                        .as_str()
+                        .ok_or_else(|| invalid("If takes a condition name"))?;
                     let holds = *self
                         .conditions
                         .get(cond)
@@ -360,7 +388,9 @@ impl Template {
                 _ => Err(invalid("If takes [condition, then, else]")),
             },
             "Equals" => match arg {
-                Yaml::Sequence(v) if v.len() == 2 => Ok(Json::Bool(self.eval(&v[0])? == self.eval(&v[1])?)),
+                Yaml::Sequence(v) if v.len() == 2 => {
+                    Ok(Json::Bool(self.eval(&v[0])? == self.eval(&v[1])?))
+                }
                 _ => Err(invalid("Equals takes two values")),
             },
             "Not" => match arg {
@@ -398,7 +428,9 @@ impl Template {
                 }
                 _ => Err(invalid("Select takes [index, list]")),
             },
-            other => Err(invalid(format!("intrinsic {other} is not supported locally"))),
+            other => Err(invalid(format!(
+                "intrinsic {other} is not supported locally"
+            ))),
         }
     }
 }
@@ -445,7 +477,14 @@ Resources:
         assert_eq!(props["Arn"], "arn:q");
         assert_eq!(props["Long"], "a-y");
         assert_eq!(props["Literal"], "${Keep}-A");
-        let t = Template::parse(T, "st", "r", "1", &HashMap::from([("Mode".into(), "B".into())])).unwrap();
+        let t = Template::parse(
+            T,
+            "st",
+            "r",
+            "1",
+            &HashMap::from([("Mode".into(), "B".into())]),
+        )
+        .unwrap();
         let props = t.eval(t.resources()[0].properties);
         assert!(props.is_err(), "GetAtt of an unknown ARN fails loudly");
     }

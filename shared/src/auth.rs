@@ -143,8 +143,18 @@ mod tests {
 
     #[test]
     fn reads_role_and_every_rendering_of_sites() {
-        for raw in ["SITE-1,SITE-2", "[SITE-1 SITE-2]", " SITE-1  SITE-2 ", "[\"SITE-1\",\"SITE-2\"]"] {
-            let c = Caller::from_claims(&claims(&[("sub", "u1"), ("role", "monitor"), ("sites", raw)])).unwrap();
+        for raw in [
+            "SITE-1,SITE-2",
+            "[SITE-1 SITE-2]",
+            " SITE-1  SITE-2 ",
+            "[\"SITE-1\",\"SITE-2\"]",
+        ] {
+            let c = Caller::from_claims(&claims(&[
+                ("sub", "u1"),
+                ("role", "monitor"),
+                ("sites", raw),
+            ]))
+            .unwrap();
             assert_eq!(c.role, Role::Monitor);
             assert_eq!(c.sites.len(), 2, "{raw}");
             assert!(c.can_read(&site("SITE-2")));
@@ -171,11 +181,16 @@ mod tests {
 
     #[test]
     fn scoping_by_role() {
-        let admin = Caller::from_claims(&claims(&[("sub", "a"), ("role", "sponsor_admin")])).unwrap();
+        let admin =
+            Caller::from_claims(&claims(&[("sub", "a"), ("role", "sponsor_admin")])).unwrap();
         assert!(admin.can_read(&site("ANY")));
         assert!(!admin.can_upload(&site("ANY")));
-        let staff =
-            Caller::from_claims(&claims(&[("sub", "s"), ("role", "site_staff"), ("sites", "S1")])).unwrap();
+        let staff = Caller::from_claims(&claims(&[
+            ("sub", "s"),
+            ("role", "site_staff"),
+            ("sites", "S1"),
+        ]))
+        .unwrap();
         assert!(staff.can_upload(&site("S1")));
         assert!(!staff.can_upload(&site("S2")));
     }

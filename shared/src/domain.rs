@@ -106,9 +106,7 @@ impl Sha256Digest {
             base64::engine::general_purpose::STANDARD
                 .decode(raw)
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(raw))
-                .map_err(|_| {
-                    "sha256 must be 64 hex digits or the base64 of 32 bytes".to_owned()
-                })?
+                .map_err(|_| "sha256 must be 64 hex digits or the base64 of 32 bytes".to_owned())?
         };
         let array: [u8; 32] = bytes.try_into().map_err(|v: Vec<u8>| {
             format!("sha256 must decode to exactly 32 bytes, not {}", v.len())
@@ -292,7 +290,16 @@ mod tests {
 
     #[test]
     fn identifiers_refuse_anything_that_could_escape_a_key() {
-        for bad in ["", "../x", "a/b", "a b", "-lead", ".hidden", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a b",
+            "-lead",
+            ".hidden",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(SubjectId::parse(bad).is_err(), "{bad:?}");
         }
         for good in ["SUBJ-0001", "a", "S.1_2-3", &"x".repeat(64)] {
@@ -335,7 +342,7 @@ mod tests {
 
     #[test]
     fn part_lengths_cover_the_object_exactly() {
-        let (total, part) = (10 * 1024 * 1024 + 7, 4 * 1024 * 1024);
+        let (total, part): (u64, u64) = (10 * 1024 * 1024 + 7, 4 * 1024 * 1024);
         let count = total.div_ceil(part) as u32;
         let sum: u64 = (1..=count).map(|n| part_length(total, part, n)).sum();
         assert_eq!(sum, total);

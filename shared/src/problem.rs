@@ -9,8 +9,14 @@ use serde_json::{Map, Value};
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// A problem response. Boxed, so `Result<_, Problem>` stays small on the happy path; its fields are
+/// read through `Deref` (`problem.status`, `problem.kind`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Problem {
+#[serde(transparent)]
+pub struct Problem(Box<ProblemDetails>);
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ProblemDetails {
     /// A URI reference naming the kind of problem, `/problems/<slug>`; documented in openapi.yaml.
     #[serde(rename = "type")]
     pub kind: String,
@@ -25,30 +31,37 @@ pub struct Problem {
     pub extensions: Map<String, Value>,
 }
 
+impl std::ops::Deref for Problem {
+    type Target = ProblemDetails;
+    fn deref(&self) -> &ProblemDetails {
+        &self.0
+    }
+}
+
 impl Problem {
     pub fn new(status: StatusCode, slug: &str, title: &str) -> Self {
-        Self {
+        Self(Box::new(ProblemDetails {
             kind: format!("/problems/{slug}"),
             title: title.to_owned(),
             status: status.as_u16(),
             detail: None,
             instance: None,
             extensions: Map::new(),
-        }
+        }))
     }
 
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     pub fn instance(mut self, instance: impl Into<String>) -> Self {
-        self.instance = Some(instance.into());
+        self.0.instance = Some(instance.into());
         self
     }
 
     pub fn extension(mut self, name: &str, value: impl Serialize) -> Self {
-        self.extensions.insert(
+        self.0.extensions.insert(
             name.to_owned(),
             serde_json::to_value(value).unwrap_or(Value::Null),
         );
@@ -115,9 +128,13 @@ mod tests {
 
     #[test]
     fn serializes_as_rfc9457_with_extensions() {
-        let p = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-upload", "Invalid upload")
-            .detail("2 fields are invalid")
-            .extension("errors", vec![serde_json::json!({"field": "sizeBytes"})]);
+        let p = Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-upload",
+            "Invalid upload",
+        )
+        .detail("2 fields are invalid")
+        .extension("errors", vec![serde_json::json!({"field": "sizeBytes"})]);
         let v: Value = serde_json::to_value(&p).unwrap();
         assert_eq!(v["type"], "/problems/invalid-upload");
         assert_eq!(v["status"], 422);

@@ -1,1 +1,6 @@
+//! Black-box tests of the HTTP API on the local stack: real handlers, real AWS SDK, the emulator.
 
+mod auth;
+mod bad_input;
+mod multipart;
+mod single_put;

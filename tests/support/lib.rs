@@ -1,1 +1,336 @@
+//! `spawn_app()`: a fresh local stack per test — its own stack name, so its own tables, queues and
+//! bucket — on one emulator per test process (moto on a free loopback port, or `AWS_ENDPOINT_URL`).
 
+use local_stack::emulator::{repo_root, Emulator};
+use local_stack::{LocalStack, Options, DEMO_SUBJECTS};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+
+pub fn endpoint() -> String {
+    EMULATOR
+        .get_or_init(|| {
+            Emulator::from_env_or_start().expect("start the emulator (make setup installs moto)")
+        })
+        .endpoint
+        .clone()
+}
+
+pub struct TestApp {
+    pub stack: LocalStack,
+    pub http: reqwest::Client,
+}
+
+/// Demo sites: SUBJ-0001 and SUBJ-0002 at SITE-BOS-01, SUBJ-0101 at SITE-LYN-02.
+pub const BOS: &str = "SITE-BOS-01";
+pub const LYN: &str = "SITE-LYN-02";
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A stack whose template parameters are overridden, e.g. a small multipart threshold.
+pub async fn spawn_app_with(parameters: &[(&str, &str)]) -> TestApp {
+    let stack_name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let options = Options {
+        stack_name,
+        region: "us-east-1".into(),
+        api_addr: "127.0.0.1:0".parse().expect("addr"),
+        template: repo_root().join("template.yaml"),
+        parameters: parameters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<HashMap<_, _>>(),
+        jwt_secret: "test-secret".into(),
+    };
+    let stack = LocalStack::start(&endpoint(), options)
+        .await
+        .expect("local stack");
+    stack.seed_subjects(DEMO_SUBJECTS).await.expect("seed");
+    TestApp {
+        stack,
+        http: reqwest::Client::new(),
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts an RFC 9457 problem with this status and returns its `type`.
+    pub fn problem(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string());
+        self.body["type"].as_str().expect("type").to_owned()
+    }
+}
+
+async fn reply(r: reqwest::Response) -> Reply {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl TestApp {
+    pub fn token(&self, role: &str, sites: &[&str]) -> String {
+        self.stack.token("tester", role, sites)
+    }
+
+    pub fn staff(&self) -> String {
+        self.token("site_staff", &[BOS])
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.stack.api_url, path)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        reply(req.send().await.expect("request")).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Reply {
+        self.send(reqwest::Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.send(reqwest::Method::DELETE, path, Some(token), None)
+            .await
+    }
+
+    /// Declares an upload of `bytes` for `subject` as site staff at BOS.
+    pub async fn create_upload(&self, subject: &str, bytes: &[u8]) -> Reply {
+        self.post("/v1/uploads", &self.staff(), &declaration(subject, bytes))
+            .await
+    }
+
+    /// Sends a presigned request exactly as the API described it (method, URL, headers).
+    pub async fn send_presigned(&self, request: &Value, body: Vec<u8>) -> reqwest::Response {
+        let method: reqwest::Method = request["method"]
+            .as_str()
+            .expect("method")
+            .parse()
+            .expect("method");
+        let mut req = self
+            .http
+            .request(method, request["url"].as_str().expect("url"));
+        for (k, v) in request["headers"].as_object().expect("headers") {
+            req = req.header(k.as_str(), v.as_str().expect("header value"));
+        }
+        req.body(body).send().await.expect("presigned request")
+    }
+
+    pub fn table(&self, logical_id: &str) -> String {
+        self.stack.table(logical_id).expect("table").to_owned()
+    }
+
+    pub fn bucket(&self) -> String {
+        self.stack
+            .bucket("UploadBucket")
+            .expect("bucket")
+            .to_owned()
+    }
+
+    pub async fn item_count(&self, logical_id: &str) -> usize {
+        self.stack
+            .clients
+            .dynamodb
+            .scan()
+            .table_name(self.table(logical_id))
+            .send()
+            .await
+            .expect("scan")
+            .items
+            .unwrap_or_default()
+            .len()
+    }
+
+    pub async fn object_count(&self) -> usize {
+        self.stack
+            .clients
+            .s3
+            .list_object_versions()
+            .bucket(self.bucket())
+            .send()
+            .await
+            .expect("list")
+            .versions
+            .unwrap_or_default()
+            .len()
+    }
+
+    pub async fn multipart_upload_count(&self) -> usize {
+        self.stack
+            .clients
+            .s3
+            .list_multipart_uploads()
+            .bucket(self.bucket())
+            .send()
+            .await
+            .expect("list uploads")
+            .uploads
+            .unwrap_or_default()
+            .len()
+    }
+
+    /// Asserts that nothing was written: no upload record, no audit entry, no object, no multipart upload.
+    pub async fn assert_nothing_written(&self) {
+        assert_eq!(self.item_count("UploadsTable").await, 0, "upload records");
+        assert_eq!(self.item_count("AuditTable").await, 0, "audit entries");
+        assert_eq!(self.object_count().await, 0, "objects");
+        assert_eq!(self.multipart_upload_count().await, 0, "multipart uploads");
+    }
+
+    /// Receives every message now on a queue (by logical id), waiting up to `seconds` for the first.
+    pub async fn drain_queue(&self, logical_id: &str, seconds: i32) -> Vec<Value> {
+        let url = self.stack.queue(logical_id).expect("queue").url.clone();
+        let mut out = Vec::new();
+        let mut wait = seconds;
+        loop {
+            let got = self
+                .stack
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(wait)
+                .send()
+                .await
+                .expect("receive");
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                out.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null));
+                if let Some(h) = m.receipt_handle() {
+                    let _ = self
+                        .stack
+                        .clients
+                        .sqs
+                        .delete_message()
+                        .queue_url(&url)
+                        .receipt_handle(h)
+                        .send()
+                        .await;
+                }
+            }
+            wait = 1;
+        }
+    }
+}
+
+/// A well-formed declaration of `bytes`.
+pub fn declaration(subject: &str, bytes: &[u8]) -> Value {
+    serde_json::json!({
+        "subjectId": subject,
+        "fileName": "CT_small.dcm",
+        "contentType": "application/dicom",
+        "sizeBytes": bytes.len(),
+        "sha256": hex::encode(Sha256::digest(bytes)),
+    })
+}
+
+/// A real DICOM file from pydicom's test data (installed in .venv by scripts/setup.sh).
+pub fn dicom_file(name: &str) -> Vec<u8> {
+    let dir = repo_root().join(".venv/lib");
+    let found = std::fs::read_dir(&dir)
+        .expect(".venv/lib (run make setup)")
+        .filter_map(Result::ok)
+        .map(|d| {
+            d.path()
+                .join("site-packages/pydicom/data/test_files")
+                .join(name)
+        })
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} not found under {}", dir.display()));
+    std::fs::read(found).expect("read DICOM file")
+}
+
+/// S3 event records of the ObjectCreated kind in queue messages, as (decoded key, size).
+pub fn object_created(messages: &[Value]) -> Vec<(String, u64)> {
+    messages
+        .iter()
+        .flat_map(|m| m["Records"].as_array().cloned().unwrap_or_default())
+        .filter(|r| {
+            r["eventName"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("ObjectCreated"))
+        })
+        .map(|r| {
+            let raw = r["s3"]["object"]["key"]
+                .as_str()
+                .unwrap_or("")
+                .replace('+', " ");
+            let key = percent_decode(&raw);
+            (key, r["s3"]["object"]["size"].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

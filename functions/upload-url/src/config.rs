@@ -52,12 +52,13 @@ impl Config {
                 reason: "at least 5 MiB (S3's smallest part)".into(),
             });
         }
-        let encryption = Encryption::parse(&env.required("BUCKET_ENCRYPTION")?).map_err(|reason| {
-            ConfigError::Invalid {
-                name: "BUCKET_ENCRYPTION",
-                reason,
-            }
-        })?;
+        let encryption =
+            Encryption::parse(&env.required("BUCKET_ENCRYPTION")?).map_err(|reason| {
+                ConfigError::Invalid {
+                    name: "BUCKET_ENCRYPTION",
+                    reason,
+                }
+            })?;
         Ok(Self {
             subjects_table: env.required("SUBJECTS_TABLE")?,
             uploads_table: env.required("UPLOADS_TABLE")?,

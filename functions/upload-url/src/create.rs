@@ -36,6 +36,7 @@ struct FieldError {
 }
 
 /// A declaration whose every field is valid.
+#[derive(Debug)]
 struct Declared {
     subject: SubjectId,
     file_name: String,
@@ -46,7 +47,12 @@ struct Declared {
 fn validate(body: CreateUpload, max_upload: u64) -> Result<Declared, Problem> {
     let mut errors = Vec::new();
     let subject = SubjectId::parse(&body.subject_id)
-        .map_err(|detail| errors.push(FieldError { field: "subjectId", detail }))
+        .map_err(|detail| {
+            errors.push(FieldError {
+                field: "subjectId",
+                detail,
+            })
+        })
         .ok();
     let name = body.file_name.trim();
     if name.is_empty() || name.chars().count() > MAX_FILE_NAME_CHARS {
@@ -54,7 +60,10 @@ fn validate(body: CreateUpload, max_upload: u64) -> Result<Declared, Problem> {
             field: "fileName",
             detail: format!("1 to {MAX_FILE_NAME_CHARS} characters"),
         });
-    } else if name.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+    } else if name
+        .chars()
+        .any(|c| c.is_control() || c == '/' || c == '\\')
+    {
         errors.push(FieldError {
             field: "fileName",
             detail: "a file name, without path separators or control characters".into(),
@@ -74,7 +83,12 @@ fn validate(body: CreateUpload, max_upload: u64) -> Result<Declared, Problem> {
         });
     }
     let sha256 = Sha256Digest::parse(&body.sha256)
-        .map_err(|detail| errors.push(FieldError { field: "sha256", detail }))
+        .map_err(|detail| {
+            errors.push(FieldError {
+                field: "sha256",
+                detail,
+            })
+        })
         .ok();
     match (subject, sha256) {
         (Some(subject), Some(sha256)) if errors.is_empty() => Ok(Declared {
@@ -115,7 +129,13 @@ pub(crate) async fn create_upload(
     let expires_at = now + api.config.url_ttl;
     let id = UploadId::generate();
     tracing::Span::current().record("upload", tracing::field::display(&id));
-    let key = ObjectKey::for_upload(&api.config.prefix, &subject.trial, &subject.site, &subject.id, &id);
+    let key = ObjectKey::for_upload(
+        &api.config.prefix,
+        &subject.trial,
+        &subject.site,
+        &subject.id,
+        &id,
+    );
     let objects = &api.objects;
     let ttl = api.config.url_ttl;
 
@@ -203,11 +223,17 @@ pub(crate) async fn create_upload(
         }
         return Err(request::store(e));
     }
-    tracing::info!(mode = upload.mode.as_str(), size_bytes = upload.size_bytes, "upload planned");
+    tracing::info!(
+        mode = upload.mode.as_str(),
+        size_bytes = upload.size_bytes,
+        "upload planned"
+    );
 
     let upload_instructions = match instructions {
         Instructions::Single(put) => UploadInstructions::single(put, &expires_at),
-        Instructions::Multipart(parts) => UploadInstructions::multipart(&upload, parts, &expires_at),
+        Instructions::Multipart(parts) => {
+            UploadInstructions::multipart(&upload, parts, &expires_at)
+        }
     };
     let mut response = view::json(
         StatusCode::CREATED,
@@ -217,7 +243,9 @@ pub(crate) async fn create_upload(
         },
     )?;
     if let Ok(location) = format!("/v1/uploads/{id}").parse() {
-        response.headers_mut().insert(http::header::LOCATION, location);
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
     }
     Ok(response)
 }
@@ -264,7 +292,13 @@ mod tests {
         assert_eq!(p.status, 422);
         assert_eq!(
             fields(&p),
-            ["subjectId", "fileName", "contentType", "sizeBytes", "sha256"]
+            [
+                "subjectId",
+                "fileName",
+                "contentType",
+                "sizeBytes",
+                "sha256"
+            ]
         );
         let p = validate(body("S", "a/b.dcm", "application/dicom", 101, SHA), 100).unwrap_err();
         assert_eq!(fields(&p), ["fileName", "sizeBytes"]);

@@ -118,7 +118,9 @@ impl UploadApi {
                     } else {
                         tracing::info!(problem = %problem.kind, "request refused");
                     }
-                    problem.instance(request.raw_http_path().to_owned()).into_response()
+                    problem
+                        .instance(request.raw_http_path().to_owned())
+                        .into_response()
                 }
             };
             tracing::Span::current().record("status", response.status().as_u16());
@@ -128,9 +130,13 @@ impl UploadApi {
         .await
     }
 
-    async fn dispatch(&self, meta: &RequestMeta, request: &Request) -> Result<Response<Body>, Problem> {
+    async fn dispatch(
+        &self,
+        meta: &RequestMeta,
+        request: &Request,
+    ) -> Result<Response<Body>, Problem> {
         let path = request.raw_http_path();
-        let route = route(request.method(), &path)?;
+        let route = route(request.method(), path)?;
         let caller = shared::auth::Caller::from_request(request)?;
         match route {
             Route::Create => {

@@ -80,7 +80,13 @@ pub(crate) async fn list_parts(
         let size = part_length(upload.size_bytes, plan.part_size, part_number);
         let request = api
             .objects
-            .presign_part(&upload.key, plan.s3_upload_id, part_number, size, api.config.url_ttl)
+            .presign_part(
+                &upload.key,
+                plan.s3_upload_id,
+                part_number,
+                size,
+                api.config.url_ttl,
+            )
             .await
             .map_err(request::store)?;
         missing.push(PartUrl {
@@ -154,7 +160,10 @@ pub(crate) async fn complete_upload(
             )
             .detail(format!("Part numbers run from 1 to {}.", plan.part_count)));
         }
-        if declared.insert(p.part_number, normalize_etag(&p.etag)).is_some() {
+        if declared
+            .insert(p.part_number, normalize_etag(&p.etag))
+            .is_some()
+        {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-parts",

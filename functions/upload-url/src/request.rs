@@ -33,7 +33,8 @@ impl RequestMeta {
             .and_then(|v| v.to_str().ok())
             .filter(|v| {
                 (1..=128).contains(&v.len())
-                    && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
             })
             .map(str::to_owned)
             .unwrap_or_else(|| request_id.clone());
@@ -74,11 +75,17 @@ pub(crate) fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, Pro
             "payload-too-large",
             "Request body too large",
         )
-        .detail(format!("The request body is limited to {MAX_BODY_BYTES} bytes.")));
+        .detail(format!(
+            "The request body is limited to {MAX_BODY_BYTES} bytes."
+        )));
     }
     serde_json::from_slice(body).map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-request", "Malformed request")
-            .detail(format!("The body is not the JSON this route takes: {e}"))
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            "Malformed request",
+        )
+        .detail(format!("The body is not the JSON this route takes: {e}"))
     })
 }
 

@@ -37,7 +37,9 @@ pub(crate) async fn writable_upload(
 ) -> Result<Upload, Problem> {
     let upload = visible_upload(api, caller, id).await?;
     if !caller.can_upload(&upload.site) {
-        return Err(Problem::forbidden("Only site staff of the subject's site change an upload."));
+        return Err(Problem::forbidden(
+            "Only site staff of the subject's site change an upload.",
+        ));
     }
     Ok(upload)
 }
@@ -82,7 +84,12 @@ pub(crate) async fn get_upload(
     // A single PUT goes straight to S3: the first read after it lands records its arrival.
     // (Multipart uploads become RECEIVED when they are completed.)
     if upload.status == UploadStatus::AwaitingUpload && upload.mode == UploadMode::Single {
-        if let Some(_head) = api.objects.head(&upload.key).await.map_err(request::store)? {
+        if let Some(_head) = api
+            .objects
+            .head(&upload.key)
+            .await
+            .map_err(request::store)?
+        {
             upload = match transition(
                 api,
                 upload.clone(),
@@ -117,7 +124,10 @@ pub(crate) async fn abort_upload(
         return Err(conflict(
             "upload-not-open",
             "Upload no longer open",
-            format!("The upload is {} and can no longer be aborted.", upload.status),
+            format!(
+                "The upload is {} and can no longer be aborted.",
+                upload.status
+            ),
         ));
     }
     match &upload.mode {
@@ -129,7 +139,13 @@ pub(crate) async fn abort_upload(
         }
         // The PUT may already have landed: then it is received, not abortable (nothing is lost).
         UploadMode::Single => {
-            if api.objects.head(&upload.key).await.map_err(request::store)?.is_some() {
+            if api
+                .objects
+                .head(&upload.key)
+                .await
+                .map_err(request::store)?
+                .is_some()
+            {
                 transition(
                     api,
                     upload,

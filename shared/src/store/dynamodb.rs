@@ -3,8 +3,7 @@
 
 use super::{sdk_failure, AuditEntry, StoreError, Subject, SubjectDirectory, UploadStore};
 use crate::domain::{
-    ObjectKey, Sha256Digest, SiteId, SubjectId, TrialId, Upload, UploadId, UploadMode,
-    UploadStatus,
+    ObjectKey, Sha256Digest, SiteId, SubjectId, TrialId, Upload, UploadId, UploadMode, UploadStatus,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
@@ -337,7 +336,9 @@ impl UploadStore for DynamoUploads {
             Some(reason) => update
                 .update_expression("SET #status = :to, updatedAt = :now, statusReason = :reason")
                 .expression_attribute_values(":reason", s(reason)),
-            None => update.update_expression("SET #status = :to, updatedAt = :now REMOVE statusReason"),
+            None => {
+                update.update_expression("SET #status = :to, updatedAt = :now REMOVE statusReason")
+            }
         };
         let update = update
             .build()

@@ -4,9 +4,7 @@
 pub mod dynamodb;
 pub mod s3;
 
-use crate::domain::{
-    ObjectKey, SiteId, SubjectId, TrialId, Upload, UploadId, UploadStatus,
-};
+use crate::domain::{ObjectKey, SiteId, SubjectId, TrialId, Upload, UploadId, UploadStatus};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -154,7 +152,10 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_)
     ) || {
         let text = format!("{}", DisplayErrorContext(&err));
-        text.contains("Throttl") || text.contains("ProvisionedThroughputExceeded") || text.contains("SlowDown") || text.contains("ServiceUnavailable")
+        text.contains("Throttl")
+            || text.contains("ProvisionedThroughputExceeded")
+            || text.contains("SlowDown")
+            || text.contains("ServiceUnavailable")
     };
     let message = format!("{operation}: {}", DisplayErrorContext(&err));
     tracing::error!(operation, error = %message, "AWS call failed");

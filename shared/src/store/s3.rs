@@ -23,7 +23,9 @@ impl Encryption {
         match raw {
             "SSE-S3" => Ok(Self::S3Managed),
             "SSE-KMS" => Ok(Self::Kms),
-            other => Err(format!("unknown bucket encryption {other:?} (SSE-S3 or SSE-KMS)")),
+            other => Err(format!(
+                "unknown bucket encryption {other:?} (SSE-S3 or SSE-KMS)"
+            )),
         }
     }
 

@@ -1,0 +1,30 @@
+# The two commands: `make dev` runs the system locally and walks its main job; `make test` runs
+# everything CI runs.
+.PHONY: dev test setup token lint build clean
+
+dev:
+	@bash scripts/dev.sh
+
+test:
+	@bash scripts/test.sh
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	cargo build --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	.venv/bin/cfn-lint template.yaml
+
+# A dev token for the local stack, on the last line: make token ROLE=monitor SITES=SITE-BOS-01,SITE-LYN-02
+ROLE ?= site_staff
+SITES ?= SITE-BOS-01
+token:
+	@cargo run -q -p clinflow-local -- token --role $(ROLE) --sites $(SITES)
+
+clean:
+	cargo clean
+	rm -rf .venv

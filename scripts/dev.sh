@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make dev`: builds, starts the local stack, seeds the demo trial and walks the main job as site
+# staff would: ask for an upload URL, PUT a real DICOM file to it with curl, read the upload record.
+# Then keeps serving until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo build -q -p clinflow-local
+bin=target/debug/clinflow-local
+py=.venv/bin/python
+export CLINFLOW_API_ADDR=${CLINFLOW_API_ADDR:-127.0.0.1:3000}
+
+log=$(mktemp -t clinflow-dev.XXXXXX)
+"$bin" up --seed-demo >"$log" 2>&1 &
+stack=$!
+trap 'kill $stack 2>/dev/null; wait $stack 2>/dev/null; rm -f "$log"' EXIT
+for _ in $(seq 1 300); do
+  grep -q "clinflow local stack ready" "$log" && break
+  kill -0 $stack 2>/dev/null || { cat "$log"; echo "dev: the local stack did not start" >&2; exit 1; }
+  sleep 0.2
+done
+grep "clinflow local stack ready" "$log"
+api="http://$CLINFLOW_API_ADDR"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+json() { "$py" -c "import json,sys; d=json.load(sys.stdin); print(eval('d'+sys.argv[1]))" "$1"; }
+
+step "A dev token for site staff at SITE-BOS-01 (make token ROLE=site_staff SITES=SITE-BOS-01)"
+token=$("$bin" token --role site_staff --sites SITE-BOS-01 --sub coordinator-bos | tail -n 1)
+echo "${token:0:40}..."
+
+file=$("$py" -c "from pydicom.data import get_testdata_file; print(get_testdata_file('CT_small.dcm'))")
+size=$(stat -c %s "$file")
+sha=$(sha256sum "$file" | cut -d' ' -f1)
+step "POST /v1/uploads for subject SUBJ-0001: $(basename "$file"), $size bytes, sha256 $sha"
+created=$(curl -sS -X POST "$api/v1/uploads" \
+  -H "authorization: Bearer $token" -H 'content-type: application/json' -H 'x-correlation-id: demo-walk-1' \
+  -d "{\"subjectId\":\"SUBJ-0001\",\"fileName\":\"CT_small.dcm\",\"contentType\":\"application/dicom\",\"sizeBytes\":$size,\"sha256\":\"$sha\"}")
+echo "$created" | "$py" -m json.tool
+upload_id=$(echo "$created" | json "['uploadId']")
+
+step "PUT the file to the presigned URL, with exactly the headers the API returned"
+curl_args=()
+while IFS= read -r h; do curl_args+=(-H "$h"); done < <(echo "$created" | "$py" -c "
+import json,sys
+for k,v in json.load(sys.stdin)['upload']['headers'].items():
+    if k != 'content-length': print(f'{k}: {v}')")
+url=$(echo "$created" | json "['upload']['url']")
+curl -sS -X PUT --data-binary @"$file" "${curl_args[@]}" -o /dev/null -w 'S3 answered %{http_code}\n' "$url"
+
+step "GET /v1/uploads/$upload_id: the record shows the upload received"
+curl -sS "$api/v1/uploads/$upload_id" -H "authorization: Bearer $token" | "$py" -m json.tool
+
+step "A monitor at another site cannot see it (404, existence does not leak)"
+other=$("$bin" token --role monitor --sites SITE-LYN-02 | tail -n 1)
+curl -sS "$api/v1/uploads/$upload_id" -H "authorization: Bearer $other"; echo
+
+step "The local stack keeps serving at $api (Ctrl-C to stop). Tokens: make token ROLE=<role> SITES=<site,site>"
+tail -n +1 -f "$log" &
+wait $stack

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the two commands need and is missing: the repo's Python venv (moto server, cfn-lint,
+# pydicom) and a build of the workspace. Idempotent and quick when everything is in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: '$1' is required: $2" >&2; exit 1; }; }
+need cargo "install Rust with rustup (https://rustup.rs)"
+need curl "apt-get install curl"
+PYTHON=${PYTHON:-python3}
+need "$PYTHON" "apt-get install python3 python3-venv"
+
+stamp=.venv/.requirements.sha256
+want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating .venv (moto server, cfn-lint, pydicom)"
+  if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+    # Debian's python3 without ensurepip: install python3-venv (CI machines run as root).
+    if command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+    fi
+    "$PYTHON" -m venv .venv
+  fi
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r scripts/requirements.txt
+  echo "$want" > "$stamp"
+fi
