@@ -2,5 +2,7 @@
 
 mod auth;
 mod bad_input;
+mod events;
 mod multipart;
 mod single_put;
+mod template;

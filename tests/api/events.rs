@@ -1,0 +1,102 @@
+//! Every file in events/ deserializes into the type its function takes, and the function's handler
+//! runs on it against the emulator.
+
+use clinflow_tests::*;
+use local_stack::emulator::repo_root;
+use local_stack::functions::{self, LocalFunction, BINARIES};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+fn events() -> BTreeMap<String, Value> {
+    std::fs::read_dir(repo_root().join("events"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p).unwrap();
+            (name, serde_json::from_str(&text).unwrap())
+        })
+        .collect()
+}
+
+fn binary_of(file: &str) -> &'static str {
+    BINARIES
+        .iter()
+        .copied()
+        .filter(|b| file.starts_with(&format!("{b}-")))
+        .max_by_key(|b| b.len())
+        .unwrap_or_else(|| panic!("events/{file} does not start with a function's binary name"))
+}
+
+async fn invoke(app: &TestApp, binary: &str, event: &Value) -> (u16, Value) {
+    let info = app
+        .stack
+        .functions
+        .values()
+        .find(|f| f.binary == binary)
+        .expect("function in template");
+    match functions::build(binary, &info.environment, &app.stack.clients).unwrap() {
+        LocalFunction::Http(handler) => {
+            // The exact AWS type first, then what lambda_http builds from it.
+            let _: aws_lambda_events::apigw::ApiGatewayV2httpRequest =
+                serde_json::from_value(event.clone()).expect("API Gateway v2 HTTP event");
+            let request =
+                lambda_http::request::from_str(&event.to_string()).expect("lambda_http request");
+            let response = handler.invoke(request).await;
+            let status = response.status().as_u16();
+            let body: &[u8] = response.body().as_ref();
+            (status, serde_json::from_slice(body).unwrap_or(Value::Null))
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_sample_event_runs_through_its_handler() {
+    let app = spawn_app().await;
+    let events = events();
+    for binary in BINARIES {
+        assert!(
+            events.keys().any(|f| binary_of(f) == *binary),
+            "no sample event for {binary} in events/"
+        );
+    }
+
+    let (status, created) = invoke(&app, "upload-url", &events["upload-url-create.json"]).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["upload"]["mode"], "single");
+    assert_eq!(created["correlationId"], "sample-event-1");
+    let (status, multipart) = invoke(
+        &app,
+        "upload-url",
+        &events["upload-url-create-multipart.json"],
+    )
+    .await;
+    assert_eq!(status, 201, "{multipart}");
+    assert_eq!(multipart["upload"]["partCount"], 19);
+    let real_id = multipart["uploadId"].as_str().unwrap();
+
+    // The id-bearing events name an upload that does not exist here (404), and, pointed at the
+    // multipart upload just created, do their job.
+    for (file, expected) in [
+        ("upload-url-get.json", 200),
+        ("upload-url-parts.json", 200),
+        ("upload-url-complete.json", 409),
+        ("upload-url-abort.json", 200),
+    ] {
+        let event = &events[file];
+        let (status, body) = invoke(&app, binary_of(file), event).await;
+        assert_eq!(status, 404, "{file}: {body}");
+        assert_eq!(body["type"], "/problems/not-found");
+
+        let sample_id = event["pathParameters"]["uploadId"].as_str().unwrap();
+        let pointed: Value =
+            serde_json::from_str(&event.to_string().replace(sample_id, real_id)).unwrap();
+        let (status, body) = invoke(&app, binary_of(file), &pointed).await;
+        assert_eq!(status, expected, "{file}: {body}");
+    }
+    for file in events.keys() {
+        binary_of(file);
+    }
+}

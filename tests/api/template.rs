@@ -1,0 +1,258 @@
+//! template.yaml and the local stack agree: every function has a local handler and a crate, every
+//! resource exists on the emulator with the wiring the template gives it, every route is served;
+//! and the template keeps the rules the design sets (queues with DLQs, tables with PITR, ...).
+
+use clinflow_tests::*;
+use local_stack::emulator::{repo_root, MOTO_ACCOUNT};
+use local_stack::functions::BINARIES;
+use local_stack::template::Template;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+
+fn template() -> Template {
+    Template::load(
+        &repo_root().join("template.yaml"),
+        "check",
+        "us-east-1",
+        MOTO_ACCOUNT,
+        &HashMap::new(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn every_function_has_a_crate_a_binary_and_a_local_handler() {
+    let t = template();
+    let mut in_template = BTreeSet::new();
+    for f in t.resources_of("AWS::Serverless::Function") {
+        assert_eq!(
+            f.metadata.get("BuildMethod").and_then(|v| v.as_str()),
+            Some("rust-cargolambda"),
+            "{}",
+            f.logical_id
+        );
+        let binary = f.metadata["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let manifest = std::fs::read_to_string(
+            repo_root()
+                .join("functions")
+                .join(&binary)
+                .join("Cargo.toml"),
+        )
+        .unwrap_or_else(|_| panic!("functions/{binary}/Cargo.toml"));
+        assert!(
+            manifest.contains(&format!("name = \"{binary}\"")),
+            "{binary} builds a binary of its name"
+        );
+        for (key, want) in [
+            ("Runtime", "provided.al2023"),
+            ("Handler", "bootstrap"),
+            ("Tracing", "Active"),
+        ] {
+            assert_eq!(
+                t.function_property(&f, key)
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .as_deref(),
+                Some(want),
+                "{} {key}",
+                f.logical_id
+            );
+        }
+        assert_eq!(
+            t.function_property(&f, "Architectures"),
+            Some(serde_json::json!(["arm64"]))
+        );
+        assert_eq!(
+            t.function_property(&f, "LoggingConfig").unwrap()["LogFormat"],
+            "JSON"
+        );
+        in_template.insert(binary);
+    }
+    let local: BTreeSet<String> = BINARIES.iter().map(|b| (*b).to_owned()).collect();
+    assert_eq!(
+        in_template, local,
+        "template functions vs the local stack's handlers"
+    );
+    let crates: BTreeSet<String> = std::fs::read_dir(repo_root().join("functions"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(crates, local, "functions/ vs the template");
+}
+
+#[test]
+fn queues_have_dead_letter_queues_and_tables_point_in_time_recovery() {
+    let mut t = template();
+    // Name each queue's ARN after its logical id, so a redrive target reads as the queue it names.
+    let ids: Vec<String> = t
+        .resources_of("AWS::SQS::Queue")
+        .into_iter()
+        .map(|q| q.logical_id)
+        .collect();
+    for id in &ids {
+        t.set_arn(id, id);
+    }
+    let queues: HashMap<String, Value> = t
+        .resources_of("AWS::SQS::Queue")
+        .iter()
+        .map(|q| (q.logical_id.clone(), t.eval(q.properties).unwrap()))
+        .collect();
+    let dlqs: BTreeSet<String> = queues
+        .values()
+        .filter_map(|p| {
+            p.pointer("/RedrivePolicy/deadLetterTargetArn")
+                .and_then(Value::as_str)
+        })
+        .map(str::to_owned)
+        .collect();
+    assert!(!dlqs.is_empty());
+    let retention = |id: &str| queues[id]["MessageRetentionPeriod"].as_u64().unwrap();
+    for (id, props) in &queues {
+        assert_eq!(
+            props["SqsManagedSseEnabled"].as_bool(),
+            Some(true),
+            "{id} encrypted"
+        );
+        if dlqs.contains(id) {
+            continue;
+        }
+        let redrive = props
+            .get("RedrivePolicy")
+            .unwrap_or_else(|| panic!("{id} has no DLQ"));
+        assert_eq!(redrive["maxReceiveCount"].as_u64(), Some(5), "{id}");
+        let dlq = redrive["deadLetterTargetArn"].as_str().unwrap();
+        assert!(
+            retention(dlq) > retention(id),
+            "{dlq} keeps messages longer than {id}"
+        );
+    }
+    for table in t.resources_of("AWS::DynamoDB::Table") {
+        assert_eq!(
+            table.properties["BillingMode"].as_str(),
+            Some("PAY_PER_REQUEST")
+        );
+        assert_eq!(
+            table.properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+                .as_bool(),
+            Some(true)
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_emulator_holds_what_the_template_declares() {
+    let app = spawn_app().await;
+    let stack = &app.stack;
+    let prefix = stack.template.stack_name.clone();
+    let c = &stack.clients;
+
+    let tables: BTreeSet<String> = c
+        .dynamodb
+        .list_tables()
+        .send()
+        .await
+        .unwrap()
+        .table_names
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.starts_with(&format!("{prefix}-")))
+        .collect();
+    let declared: BTreeSet<String> = stack
+        .template
+        .resources_of("AWS::DynamoDB::Table")
+        .iter()
+        .map(|r| stack.table(&r.logical_id).unwrap().to_owned())
+        .collect();
+    assert_eq!(tables, declared);
+    assert_eq!(declared.len(), 3);
+
+    let queues: BTreeSet<String> = c
+        .sqs
+        .list_queues()
+        .queue_name_prefix(format!("{prefix}-"))
+        .send()
+        .await
+        .unwrap()
+        .queue_urls
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let declared: BTreeSet<String> = stack
+        .provisioned
+        .queues
+        .values()
+        .map(|q| q.url.clone())
+        .collect();
+    assert_eq!(queues, declared);
+
+    // The ingest queue redrives to its DLQ after 5 receives.
+    let ingest = stack.queue("IngestQueue").unwrap();
+    let attrs = c
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&ingest.url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let redrive: Value =
+        serde_json::from_str(&attrs[&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy])
+            .unwrap();
+    assert_eq!(
+        redrive["deadLetterTargetArn"],
+        stack.queue("IngestDeadLetterQueue").unwrap().arn
+    );
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        "5"
+    );
+    assert_eq!(
+        attrs[&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout],
+        "5400"
+    );
+
+    // The bucket: versioned, and notifying the ingest queue of objects under incoming/.
+    let bucket = app.bucket();
+    let versioning =
+        c.s3.get_bucket_versioning()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(versioning.status().map(|s| s.as_str()), Some("Enabled"));
+    let notification =
+        c.s3.get_bucket_notification_configuration()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+    let q = &notification.queue_configurations()[0];
+    assert_eq!(q.queue_arn(), ingest.arn);
+    let rule = &q.filter().unwrap().key().unwrap().filter_rules()[0];
+    assert_eq!(rule.value(), Some("incoming/"));
+
+    // Every HttpApi route of the template is served (the authorizer answers, not a missing route).
+    for f in stack.template.resources_of("AWS::Serverless::Function") {
+        let events = stack.template.eval(&f.properties["Events"]).unwrap();
+        for (_, e) in events.as_object().unwrap() {
+            let path = e["Properties"]["Path"]
+                .as_str()
+                .unwrap()
+                .replace("{uploadId}", "00000000-0000-4000-8000-000000000000");
+            let method: reqwest::Method =
+                e["Properties"]["Method"].as_str().unwrap().parse().unwrap();
+            let r = app.send(method.clone(), &path, None, None).await;
+            assert_eq!(r.status, 401, "{method} {path}");
+        }
+    }
+    let missing = app
+        .send(reqwest::Method::GET, "/v1/nothing-here", None, None)
+        .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body["message"], "Not Found");
+}
