@@ -24,6 +24,8 @@ impl HttpFunction for upload_url::UploadApi {
 #[derive(Clone)]
 pub enum LocalFunction {
     Http(Arc<dyn HttpFunction>),
+    Sqs(Arc<dyn crate::pollers::SqsFunction>),
+    Scheduled(Arc<dyn crate::pollers::ScheduledFunction>),
 }
 
 /// Every binary the local stack can run. A test checks this list against template.yaml.

@@ -10,6 +10,7 @@ pub mod api;
 pub mod emulator;
 pub mod functions;
 pub mod jwt;
+pub mod pollers;
 pub mod provision;
 pub mod template;
 
@@ -127,6 +128,7 @@ impl LocalStack {
 
         let mut functions = BTreeMap::new();
         let mut routes = Vec::new();
+        let mut tasks = Vec::new();
         for f in template.resources_of("AWS::Serverless::Function") {
             let binary = f
                 .metadata
@@ -176,6 +178,69 @@ impl LocalStack {
                             timeout,
                             authorized,
                         });
+                    }
+                    (Some("SQS"), LocalFunction::Sqs(handler)) => {
+                        let arn = json_str(&props, "Queue").unwrap_or_default();
+                        let queue = provisioned
+                            .queues
+                            .values()
+                            .find(|q| q.arn == arn)
+                            .ok_or_else(|| {
+                                format!("{}: SQS event names an unknown queue {arn}", f.logical_id)
+                            })?;
+                        let responses = strings(props.get("FunctionResponseTypes"));
+                        let mapping = pollers::EventSourceMapping {
+                            function_name: f.logical_id.clone(),
+                            function_arn: format!(
+                                "arn:aws:lambda:{}:{account}:function:{}-{}",
+                                options.region, options.stack_name, f.logical_id
+                            ),
+                            queue_url: queue.url.clone(),
+                            queue_arn: queue.arn.clone(),
+                            region: options.region.clone(),
+                            batch_size: props.get("BatchSize").and_then(Json::as_i64).unwrap_or(10)
+                                as i32,
+                            report_batch_item_failures: responses
+                                .iter()
+                                .any(|r| r == "ReportBatchItemFailures"),
+                            maximum_concurrency: props
+                                .pointer("/ScalingConfig/MaximumConcurrency")
+                                .and_then(|v| {
+                                    v.as_u64()
+                                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                                })
+                                .unwrap_or(2)
+                                as usize,
+                            function_timeout: timeout,
+                            wait_seconds: 1,
+                        };
+                        tasks.extend(pollers::spawn(
+                            mapping,
+                            Arc::clone(handler),
+                            clients.sqs.clone(),
+                        ));
+                    }
+                    (Some("Schedule") | Some("ScheduleV2"), LocalFunction::Scheduled(handler)) => {
+                        let expression = json_str(&props, "Schedule")
+                            .or_else(|| json_str(&props, "ScheduleExpression"))
+                            .unwrap_or_default();
+                        match pollers::parse_rate(&expression) {
+                            Some(period) => tasks.push(pollers::spawn_schedule(
+                                f.logical_id.clone(),
+                                format!(
+                                    "arn:aws:events:{}:{account}:rule/{}-{}",
+                                    options.region, options.stack_name, f.logical_id
+                                ),
+                                account.clone(),
+                                options.region.clone(),
+                                period,
+                                timeout,
+                                Arc::clone(handler),
+                            )),
+                            None => {
+                                tracing::warn!(function = %f.logical_id, %expression, "schedule not run locally (only rate() is)")
+                            }
+                        }
                     }
                     (kind, _) => {
                         return Err(format!(
@@ -232,11 +297,11 @@ impl LocalStack {
         let listener = tokio::net::TcpListener::bind(options.api_addr).await?;
         let api_url = format!("http://{}", listener.local_addr()?);
         let router = axum::Router::new().fallback(api::handle).with_state(state);
-        let server = tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "local HttpApi stopped");
             }
-        });
+        }));
         Ok(Self {
             api_url,
             aws_endpoint: endpoint.to_owned(),
@@ -247,7 +312,7 @@ impl LocalStack {
             issuer,
             audience,
             jwt_secret: options.jwt_secret,
-            tasks: vec![server],
+            tasks,
         })
     }
 

@@ -49,6 +49,30 @@ async fn invoke(app: &TestApp, binary: &str, event: &Value) -> (u16, Value) {
             let body: &[u8] = response.body().as_ref();
             (status, serde_json::from_slice(body).unwrap_or(Value::Null))
         }
+        LocalFunction::Sqs(handler) => {
+            let event: aws_lambda_events::event::sqs::SqsEvent =
+                serde_json::from_value(event.clone()).expect("SQS event");
+            let mut context = lambda_runtime::Context::default();
+            context.deadline = chrono::Utc::now().timestamp_millis() as u64 + 30_000;
+            match handler
+                .invoke(lambda_runtime::LambdaEvent::new(event, context))
+                .await
+            {
+                Ok(response) => (200, serde_json::to_value(response).unwrap()),
+                Err(e) => (500, Value::String(e.to_string())),
+            }
+        }
+        LocalFunction::Scheduled(handler) => {
+            let mut context = lambda_runtime::Context::default();
+            context.deadline = chrono::Utc::now().timestamp_millis() as u64 + 30_000;
+            match handler
+                .invoke(lambda_runtime::LambdaEvent::new(event.clone(), context))
+                .await
+            {
+                Ok(()) => (200, Value::Null),
+                Err(e) => (500, Value::String(e.to_string())),
+            }
+        }
     }
 }
 

@@ -4,5 +4,6 @@ mod auth;
 mod bad_input;
 mod events;
 mod multipart;
+mod pollers;
 mod single_put;
 mod template;

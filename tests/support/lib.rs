@@ -232,6 +232,20 @@ impl TestApp {
     /// Receives every message now on a queue (by logical id), waiting up to `seconds` for the first.
     pub async fn drain_queue(&self, logical_id: &str, seconds: i32) -> Vec<Value> {
         let url = self.stack.queue(logical_id).expect("queue").url.clone();
+        self.drain(&url, seconds)
+            .await
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// The raw bodies of every message now on a queue (by URL).
+    pub async fn drain_queue_url(&self, url: &str) -> Vec<String> {
+        self.drain(url, 1).await
+    }
+
+    async fn drain(&self, url: &str, seconds: i32) -> Vec<String> {
+        let url = url.to_owned();
         let mut out = Vec::new();
         let mut wait = seconds;
         loop {
@@ -251,7 +265,7 @@ impl TestApp {
                 return out;
             }
             for m in messages {
-                out.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null));
+                out.push(m.body().unwrap_or_default().to_owned());
                 if let Some(h) = m.receipt_handle() {
                     let _ = self
                         .stack
