@@ -51,6 +51,24 @@ curl -sS -X PUT --data-binary @"$file" "${curl_args[@]}" -o /dev/null -w 'S3 ans
 step "GET /v1/uploads/$upload_id: the record shows the upload received"
 curl -sS "$api/v1/uploads/$upload_id" -H "authorization: Bearer $token" | "$py" -m json.tool
 
+step "S3 told the ingest queue (process-dicom, the next stage, will consume it)"
+aws=$(grep -o 'aws=[^ ]*' "$log" | head -n 1 | cut -d= -f2)
+AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing} \
+"$py" - "$aws" "${CLINFLOW_STACK_NAME:-clinflow-local}-" <<'PY'
+import sys, time, boto3
+sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1")
+for _ in range(20):
+    counts = {}
+    for url in sqs.list_queues(QueueNamePrefix=sys.argv[2]).get("QueueUrls", []):
+        a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        counts[url.rsplit("/", 1)[1]] = int(a["Attributes"]["ApproximateNumberOfMessages"])
+    if any(n >= 2 for n in counts.values()):
+        break
+    time.sleep(0.25)
+for name, n in sorted(counts.items()):
+    print(f"  {name}: {n} message(s) waiting (moto's s3:TestEvent, then the ObjectCreated event)" if n else f"  {name}: empty")
+PY
+
 step "A monitor at another site cannot see it (404, existence does not leak)"
 other=$("$bin" token --role monitor --sites SITE-LYN-02 | tail -n 1)
 curl -sS "$api/v1/uploads/$upload_id" -H "authorization: Bearer $other"; echo

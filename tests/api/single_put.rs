@@ -121,7 +121,7 @@ async fn a_real_dicom_file_put_to_its_presigned_url_reaches_the_ingest_queue() {
 }
 
 #[tokio::test]
-async fn correlation_id_travels_from_the_request_into_the_record() {
+async fn correlation_id_travels_from_the_request_into_the_record_and_its_audit_trail() {
     let app = spawn_app().await;
     let file = b"DICM-ish".to_vec();
     let r = app
@@ -136,6 +136,34 @@ async fn correlation_id_travels_from_the_request_into_the_record() {
     assert_eq!(r.headers()["x-correlation-id"], "walk-42");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["correlationId"], "walk-42");
+    // The arrival, recorded by a later read with no correlation id of its own, carries the upload's.
+    assert_eq!(
+        app.send_presigned(&body["upload"], file).await.status(),
+        200
+    );
+    let id = body["uploadId"].as_str().unwrap();
+    let read = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
+    assert_eq!(read.body["status"], "RECEIVED");
+    let trail = app
+        .stack
+        .clients
+        .dynamodb
+        .query()
+        .table_name(app.table("AuditTable"))
+        .key_condition_expression("entity = :e")
+        .expression_attribute_values(
+            ":e",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("upload#{id}")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert_eq!(trail.len(), 2);
+    for entry in trail {
+        assert_eq!(entry["correlationId"].as_s().unwrap(), "walk-42");
+    }
 }
 
 #[tokio::test]

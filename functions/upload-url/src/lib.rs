@@ -145,7 +145,7 @@ impl UploadApi {
             }
             Route::Get(id) => {
                 tracing::Span::current().record("route", "GET /v1/uploads/{uploadId}");
-                status::get_upload(self, meta, &caller, &parse_id(&id)?).await
+                status::get_upload(self, &caller, &parse_id(&id)?).await
             }
             Route::Abort(id) => {
                 tracing::Span::current().record("route", "DELETE /v1/uploads/{uploadId}");

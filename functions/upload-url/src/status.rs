@@ -76,11 +76,11 @@ pub(crate) async fn transition(
 
 pub(crate) async fn get_upload(
     api: &UploadApi,
-    meta: &RequestMeta,
     caller: &Caller,
     id: &UploadId,
 ) -> Result<Response<Body>, Problem> {
     let mut upload = visible_upload(api, caller, id).await?;
+    // (The system's own transition carries the correlation id of the declaring request.)
     // A single PUT goes straight to S3: the first read after it lands records its arrival.
     // (Multipart uploads become RECEIVED when they are completed.)
     if upload.status == UploadStatus::AwaitingUpload && upload.mode == UploadMode::Single {
@@ -96,7 +96,7 @@ pub(crate) async fn get_upload(
                 UploadStatus::Received,
                 SYSTEM_ACTOR,
                 "object present in the upload bucket",
-                &meta.correlation_id,
+                &upload.correlation_id,
             )
             .await
             {
@@ -139,6 +139,8 @@ pub(crate) async fn abort_upload(
         }
         // The PUT may already have landed: then it is received, not abortable (nothing is lost).
         UploadMode::Single => {
+            // The system's own transition carries the correlation id of the declaring request.
+            let correlation_id = upload.correlation_id.clone();
             if api
                 .objects
                 .head(&upload.key)
@@ -152,7 +154,7 @@ pub(crate) async fn abort_upload(
                     UploadStatus::Received,
                     SYSTEM_ACTOR,
                     "object present in the upload bucket",
-                    &meta.correlation_id,
+                    &correlation_id,
                 )
                 .await?;
                 return Err(conflict(
