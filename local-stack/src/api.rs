@@ -42,8 +42,43 @@ impl Cors {
     }
 }
 
+/// API Gateway's default route throttling: a token bucket per route (`ThrottlingRateLimit` tokens a
+/// second, `ThrottlingBurstLimit` at most). Past it: 429 before the authorizer or the function.
+pub struct Throttle {
+    rate: f64,
+    burst: f64,
+    buckets: std::sync::Mutex<HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl Throttle {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst,
+            buckets: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn admit(&self, route: &str) -> bool {
+        let now = std::time::Instant::now();
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return true;
+        };
+        let (tokens, last) = buckets.entry(route.to_owned()).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 pub struct ApiState {
     pub routes: Vec<RouteBinding>,
+    pub throttle: Throttle,
     pub jwt: JwtCheck,
     pub cors: Cors,
     pub account: String,
@@ -140,6 +175,12 @@ async fn route(state: &ApiState, parts: http::request::Parts, body: axum::body::
     else {
         return gateway_message(StatusCode::NOT_FOUND, "Not Found");
     };
+    if !state
+        .throttle
+        .admit(&format!("{} {}", binding.method, binding.path))
+    {
+        return gateway_message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    }
     let claims = if binding.authorized {
         let header = parts
             .headers
@@ -287,7 +328,15 @@ fn lambda_to_axum(response: lambda_http::Response<lambda_http::Body>) -> Respons
 
 #[cfg(test)]
 mod tests {
-    use super::match_path;
+    use super::{match_path, Throttle};
+
+    #[test]
+    fn throttling_admits_the_burst_then_the_rate() {
+        let t = Throttle::new(1.0, 3.0);
+        assert!((0..3).all(|_| t.admit("GET /a")));
+        assert!(!t.admit("GET /a"));
+        assert!(t.admit("GET /b"), "buckets are per route");
+    }
 
     #[test]
     fn matches_template_paths() {

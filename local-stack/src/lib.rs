@@ -288,8 +288,20 @@ impl LocalStack {
             expose_headers: strings(cors_config.get("ExposeHeaders")),
             max_age: cors_config.get("MaxAge").and_then(Json::as_u64),
         };
+        let throttling = |key: &str, default: f64| {
+            api.pointer(&format!("/DefaultRouteSettings/{key}"))
+                .and_then(|v| {
+                    v.as_f64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                })
+                .unwrap_or(default)
+        };
         let state = Arc::new(ApiState {
             routes,
+            throttle: api::Throttle::new(
+                throttling("ThrottlingRateLimit", 10_000.0),
+                throttling("ThrottlingBurstLimit", 5_000.0),
+            ),
             jwt: jwt::JwtCheck::new(&options.jwt_secret, &issuer, &audience),
             cors,
             account,
