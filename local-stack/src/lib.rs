@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use template::{json_str, Template};
+use template::{json_str, json_strings, Template};
 use tokio::task::JoinHandle;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -97,14 +97,6 @@ pub async fn emulator_clients(endpoint: &str, region: &str) -> AwsClients {
         ));
     }
     AwsClients::from_config(&loader.load().await, true)
-}
-
-fn strings(v: Option<&Json>) -> Vec<String> {
-    v.and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect()
 }
 
 impl LocalStack {
@@ -188,7 +180,7 @@ impl LocalStack {
                             .ok_or_else(|| {
                                 format!("{}: SQS event names an unknown queue {arn}", f.logical_id)
                             })?;
-                        let responses = strings(props.get("FunctionResponseTypes"));
+                        let responses = json_strings(props.get("FunctionResponseTypes"));
                         let mapping = pollers::EventSourceMapping {
                             function_name: f.logical_id.clone(),
                             function_arn: format!(
@@ -276,16 +268,16 @@ impl LocalStack {
             .cloned()
             .unwrap_or(Json::Null);
         let issuer = json_str(&jwt, "issuer").ok_or("HttpApi JWT authorizer has no issuer")?;
-        let audience = strings(jwt.get("audience"))
+        let audience = json_strings(jwt.get("audience"))
             .into_iter()
             .next()
             .ok_or("HttpApi JWT authorizer has no audience")?;
         let cors_config = api.get("CorsConfiguration").cloned().unwrap_or(Json::Null);
         let cors = Cors {
-            allow_origins: strings(cors_config.get("AllowOrigins")),
-            allow_methods: strings(cors_config.get("AllowMethods")),
-            allow_headers: strings(cors_config.get("AllowHeaders")),
-            expose_headers: strings(cors_config.get("ExposeHeaders")),
+            allow_origins: json_strings(cors_config.get("AllowOrigins")),
+            allow_methods: json_strings(cors_config.get("AllowMethods")),
+            allow_headers: json_strings(cors_config.get("AllowHeaders")),
+            expose_headers: json_strings(cors_config.get("ExposeHeaders")),
             max_age: cors_config.get("MaxAge").and_then(Json::as_u64),
         };
         let throttling = |key: &str, default: f64| {

@@ -2,7 +2,7 @@
 //! tables, the upload bucket (versioning, encryption, public access block, CORS, lifecycle, the
 //! notification to the ingest queue, its policy). Re-running against existing resources is fine.
 
-use crate::template::{json_str, Resource, Template, TemplateError};
+use crate::template::{json_str, json_strings, Resource, Template, TemplateError};
 use aws_sdk_s3::types as s3t;
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value as Json;
@@ -354,14 +354,6 @@ async fn create_table(
     Ok(name)
 }
 
-fn strings(v: Option<&Json>) -> Vec<String> {
-    v.and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect()
-}
-
 async fn create_bucket(
     template: &Template,
     r: &Resource<'_>,
@@ -460,10 +452,10 @@ async fn create_bucket(
         for c in &cors_rules {
             cors = cors.cors_rules(
                 s3t::CorsRule::builder()
-                    .set_allowed_origins(Some(strings(c.get("AllowedOrigins"))))
-                    .set_allowed_methods(Some(strings(c.get("AllowedMethods"))))
-                    .set_allowed_headers(Some(strings(c.get("AllowedHeaders"))))
-                    .set_expose_headers(Some(strings(c.get("ExposedHeaders"))))
+                    .set_allowed_origins(Some(json_strings(c.get("AllowedOrigins"))))
+                    .set_allowed_methods(Some(json_strings(c.get("AllowedMethods"))))
+                    .set_allowed_headers(Some(json_strings(c.get("AllowedHeaders"))))
+                    .set_expose_headers(Some(json_strings(c.get("ExposedHeaders"))))
                     .set_max_age_seconds(c.get("MaxAge").and_then(Json::as_i64).map(|v| v as i32))
                     .build()
                     .map_err(|e| aws_err(id, e))?,

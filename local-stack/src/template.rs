@@ -435,6 +435,16 @@ impl Template {
     }
 }
 
+/// The strings of an evaluated JSON list (anything else is skipped).
+pub fn json_strings(value: Option<&Json>) -> Vec<String> {
+    value
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// Reads `key` of an evaluated JSON object as a string (numbers rendered).
 pub fn json_str(value: &Json, key: &str) -> Option<String> {
     match value.get(key)? {

@@ -60,15 +60,7 @@ fn token(secret: &str, issuer: &str, audience: &str, ttl: i64) -> String {
 
 #[tokio::test]
 async fn the_authorizer_refuses_bad_tokens_on_every_route() {
-    let app = spawn_app_with(&[
-        ("MultipartThresholdBytes", "5242880"),
-        ("MultipartPartSizeBytes", "5242880"),
-    ])
-    .await;
-    let mut big = declaration("SUBJ-0001", b"x");
-    big["sizeBytes"] = json!(6 * 1024 * 1024);
-    let created = app.post("/v1/uploads", &app.staff(), &big).await;
-    let id = created.body["uploadId"].as_str().unwrap().to_owned();
+    let (app, id) = TestApp::with_multipart_upload(6 * 1024 * 1024).await;
     let before = app.item_count("AuditTable").await;
     let (iss, aud) = (app.stack.issuer.clone(), app.stack.audience.clone());
     let bad_tokens: Vec<(&str, Option<String>)> = vec![
@@ -115,16 +107,7 @@ async fn the_authorizer_refuses_bad_tokens_on_every_route() {
 
 #[tokio::test]
 async fn site_and_role_decide_in_the_function() {
-    let app = spawn_app_with(&[
-        ("MultipartThresholdBytes", "5242880"),
-        ("MultipartPartSizeBytes", "5242880"),
-    ])
-    .await;
-    let mut big = declaration("SUBJ-0001", b"x");
-    big["sizeBytes"] = json!(6 * 1024 * 1024);
-    let created = app.post("/v1/uploads", &app.staff(), &big).await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let id = created.body["uploadId"].as_str().unwrap().to_owned();
+    let (app, id) = TestApp::with_multipart_upload(6 * 1024 * 1024).await;
     let before = app.item_count("AuditTable").await;
 
     let other_site_staff = app.token("site_staff", &[LYN]);

@@ -146,24 +146,9 @@ async fn an_interrupted_multipart_upload_resumes_instead_of_restarting() {
 
     // The object is exactly the file, and its event reached the ingest queue.
     let key = created.body["objectKey"].as_str().unwrap();
-    let mut object = app
-        .stack
-        .clients
-        .s3
-        .get_object()
-        .bucket(app.bucket())
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    let mut hasher = Sha256::new();
-    let mut len = 0;
-    while let Some(chunk) = object.body.try_next().await.unwrap() {
-        len += chunk.len();
-        hasher.update(&chunk);
-    }
+    let (len, digest) = app.object_digest(key).await;
     assert_eq!(len, file.len());
-    assert_eq!(hasher.finalize(), Sha256::digest(&file));
+    assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&file)));
     let events = object_created(&app.drain_queue("IngestQueue", 5).await);
     assert!(!events.is_empty());
     assert!(events.iter().all(|(k, _)| k == key), "{events:?}");

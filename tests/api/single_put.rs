@@ -59,18 +59,9 @@ async fn a_real_dicom_file_put_to_its_presigned_url_reaches_the_ingest_queue() {
     );
 
     // The bytes in S3 are the bytes sent.
-    let stored = app
-        .stack
-        .clients
-        .s3
-        .get_object()
-        .bucket(app.bucket())
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    let body = stored.body.collect().await.unwrap().into_bytes();
-    assert_eq!(Sha256::digest(&body), Sha256::digest(&file));
+    let (len, digest) = app.object_digest(key).await;
+    assert_eq!(len, file.len());
+    assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&file)));
 
     // The first read after the PUT records its arrival; a monitor of the site sees it too.
     let monitor = app.token("monitor", &[BOS]);
@@ -81,22 +72,7 @@ async fn a_real_dicom_file_put_to_its_presigned_url_reaches_the_ingest_queue() {
     assert!(record.body.get("upload").is_none(), "no URLs in the record");
 
     // Two changes, two audit entries: who, when, old -> new.
-    let trail = app
-        .stack
-        .clients
-        .dynamodb
-        .query()
-        .table_name(app.table("AuditTable"))
-        .key_condition_expression("entity = :e")
-        .expression_attribute_values(
-            ":e",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("upload#{id}")),
-        )
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
+    let trail = app.audit_trail(&id).await;
     let transitions: Vec<(Option<String>, String, String)> = trail
         .iter()
         .map(|i| {
@@ -144,22 +120,7 @@ async fn correlation_id_travels_from_the_request_into_the_record_and_its_audit_t
     let id = body["uploadId"].as_str().unwrap();
     let read = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
     assert_eq!(read.body["status"], "RECEIVED");
-    let trail = app
-        .stack
-        .clients
-        .dynamodb
-        .query()
-        .table_name(app.table("AuditTable"))
-        .key_condition_expression("entity = :e")
-        .expression_attribute_values(
-            ":e",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("upload#{id}")),
-        )
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
+    let trail = app.audit_trail(id).await;
     assert_eq!(trail.len(), 2);
     for entry in trail {
         assert_eq!(entry["correlationId"].as_s().unwrap(), "walk-42");

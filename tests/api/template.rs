@@ -259,10 +259,18 @@ async fn the_emulator_holds_what_the_template_declares() {
 
 #[tokio::test]
 async fn routes_are_throttled_as_the_template_configures() {
-    let app = spawn_app_with(&[("ApiThrottlingRateLimit", "1"), ("ApiThrottlingBurstLimit", "3")]).await;
+    let app = spawn_app_with(&[
+        ("ApiThrottlingRateLimit", "1"),
+        ("ApiThrottlingBurstLimit", "3"),
+    ])
+    .await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        statuses.push(app.send(reqwest::Method::POST, "/v1/uploads", None, None).await.status);
+        statuses.push(
+            app.send(reqwest::Method::POST, "/v1/uploads", None, None)
+                .await
+                .status,
+        );
     }
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
 }

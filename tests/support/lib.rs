@@ -221,6 +221,57 @@ impl TestApp {
             .len()
     }
 
+    /// Streams an object from the upload bucket: (length, SHA-256).
+    pub async fn object_digest(&self, key: &str) -> (usize, [u8; 32]) {
+        let mut object = self
+            .stack
+            .clients
+            .s3
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+            .expect("get object");
+        let mut hasher = Sha256::new();
+        let mut len = 0;
+        while let Some(chunk) = object.body.try_next().await.expect("object body") {
+            len += chunk.len();
+            hasher.update(&chunk);
+        }
+        (len, hasher.finalize().into())
+    }
+
+    /// The audit trail of an upload, oldest first.
+    pub async fn audit_trail(
+        &self,
+        upload_id: &str,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        shared::store::dynamodb::DynamoUploads::new(
+            self.stack.clients.dynamodb.clone(),
+            self.table("UploadsTable"),
+            self.table("AuditTable"),
+        )
+        .audit_trail(&format!("upload#{upload_id}"))
+        .await
+        .expect("audit trail")
+    }
+
+    /// A stack with 5 MiB parts and an upload of `size` bytes declared on it: (app, upload id).
+    pub async fn with_multipart_upload(size: usize) -> (TestApp, String) {
+        let app = spawn_app_with(&[
+            ("MultipartThresholdBytes", "5242880"),
+            ("MultipartPartSizeBytes", "5242880"),
+        ])
+        .await;
+        let mut declared = declaration("SUBJ-0001", b"x");
+        declared["sizeBytes"] = serde_json::json!(size);
+        let created = app.post("/v1/uploads", &app.staff(), &declared).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let id = created.body["uploadId"].as_str().expect("id").to_owned();
+        (app, id)
+    }
+
     /// Asserts that nothing was written: no upload record, no audit entry, no object, no multipart upload.
     pub async fn assert_nothing_written(&self) {
         assert_eq!(self.item_count("UploadsTable").await, 0, "upload records");
