@@ -13,5 +13,6 @@ pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod problem;
+pub mod scan;
 pub mod store;
 pub mod telemetry;
