@@ -10,6 +10,19 @@ need curl "apt-get install curl"
 PYTHON=${PYTHON:-python3}
 need "$PYTHON" "apt-get install python3 python3-venv"
 
+# clamd, for the tests of the clamd scanner adapter (ClamAV's own databases are not needed: the
+# tests load their own signatures).
+if [ ! -x /usr/sbin/clamd ] && [ -z "${CLINFLOW_CLAMD:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing clamav-daemon (apt-get)"
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends clamav-daemon >/dev/null
+  else
+    echo "setup: clamd is required for the tests: install clamav-daemon" >&2; exit 1
+  fi
+fi
+
 stamp=.venv/.requirements.sha256
 want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
