@@ -48,26 +48,33 @@ fn io(e: std::io::Error) -> ScanError {
     ScanError(format!("clamd: {e}"))
 }
 
+/// Reads clamd's reply up to its NUL. A connection error after some bytes arrived still yields them
+/// (clamd answers, then closes, when a stream passes its limit); with nothing read it is an error.
 async fn read_reply(stream: &mut TcpStream, timeout: Duration) -> Result<String, ScanError> {
     let mut reply = Vec::new();
     let read = async {
         let mut buf = [0u8; 256];
         loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            reply.extend_from_slice(&buf[..n]);
-            if reply.contains(&0) || reply.len() > 4096 {
-                break;
+            match stream.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    reply.extend_from_slice(&buf[..n]);
+                    if reply.contains(&0) || reply.len() > 4096 {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok::<_, std::io::Error>(())
     };
-    tokio::time::timeout(timeout, read)
+    let outcome = tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| ScanError("clamd did not answer in time".into()))?
-        .map_err(io)?;
+        .map_err(|_| ScanError("clamd did not answer in time".into()))?;
+    if let Err(e) = outcome {
+        if reply.is_empty() {
+            return Err(io(e));
+        }
+    }
     let text = String::from_utf8_lossy(&reply);
     Ok(text.trim_end_matches(['\0', '\n']).trim().to_owned())
 }
@@ -139,13 +146,15 @@ impl ScanSession for ClamdSession {
     }
 
     async fn finish(mut self: Box<Self>, _sha256: &[u8; 32]) -> Result<Verdict, ScanError> {
-        if !self.refused {
-            self.stream
-                .write_all(&0u32.to_be_bytes())
-                .await
-                .map_err(io)?;
+        if !self.refused && self.stream.write_all(&0u32.to_be_bytes()).await.is_err() {
+            // clamd stopped reading at its limit; the reply (if any) says why.
+            self.refused = true;
         }
-        let reply = read_reply(&mut self.stream, self.timeout).await?;
+        let reply = match read_reply(&mut self.stream, self.timeout).await {
+            // Refused mid-stream and no reply readable: clamd stopped at its limit.
+            Err(_) if self.refused => String::new(),
+            other => other?,
+        };
         if reply.is_empty() {
             return if self.refused {
                 Ok(Verdict::Unscannable {
