@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod dicom;
 pub mod domain;
 pub mod problem;
 pub mod scan;
