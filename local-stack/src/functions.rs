@@ -21,6 +21,16 @@ impl HttpFunction for upload_url::UploadApi {
     }
 }
 
+#[async_trait]
+impl crate::pollers::SqsFunction for process_dicom::Processor {
+    async fn invoke(
+        &self,
+        event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>,
+    ) -> Result<aws_lambda_events::event::sqs::SqsBatchResponse, lambda_runtime::Error> {
+        self.handle(event).await
+    }
+}
+
 #[derive(Clone)]
 pub enum LocalFunction {
     Http(Arc<dyn HttpFunction>),
@@ -29,7 +39,7 @@ pub enum LocalFunction {
 }
 
 /// Every binary the local stack can run. A test checks this list against template.yaml.
-pub const BINARIES: &[&str] = &["upload-url"];
+pub const BINARIES: &[&str] = &["process-dicom", "upload-url"];
 
 pub fn build(
     binary: &str,
@@ -40,6 +50,12 @@ pub fn build(
         "upload-url" => {
             let config = upload_url::Config::from_source(env).map_err(|e| e.to_string())?;
             Ok(LocalFunction::Http(Arc::new(upload_url::UploadApi::new(
+                config, clients,
+            ))))
+        }
+        "process-dicom" => {
+            let config = process_dicom::Config::from_source(env).map_err(|e| e.to_string())?;
+            Ok(LocalFunction::Sqs(Arc::new(process_dicom::Processor::new(
                 config, clients,
             ))))
         }

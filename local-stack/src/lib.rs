@@ -39,6 +39,9 @@ pub struct Options {
     pub template: PathBuf,
     pub parameters: HashMap<String, String>,
     pub jwt_secret: String,
+    /// Run the SQS event-source mappings and schedules (tests of one stage turn them off to watch
+    /// the queues themselves).
+    pub pollers: bool,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             template: emulator::repo_root().join("template.yaml"),
             parameters: HashMap::new(),
             jwt_secret: jwt::dev_secret(),
+            pollers: true,
         }
     }
 }
@@ -117,6 +121,7 @@ impl LocalStack {
         )?;
         let clients = emulator_clients(endpoint, &options.region).await;
         let provisioned = provision::provision(&mut template, &clients).await?;
+        let mut seeded_signatures = false;
 
         let mut functions = BTreeMap::new();
         let mut routes = Vec::new();
@@ -135,6 +140,14 @@ impl LocalStack {
                 })?
                 .to_owned();
             let environment = template.function_environment(&f)?;
+            if let (Some(bucket), Some(prefix), false) = (
+                environment.get("UPLOAD_BUCKET"),
+                environment.get("SIGNATURES_PREFIX"),
+                seeded_signatures,
+            ) {
+                seed_signatures(&clients, bucket, prefix).await?;
+                seeded_signatures = true;
+            }
             let timeout = template
                 .function_property(&f, "Timeout")
                 .and_then(|t| {
@@ -206,17 +219,19 @@ impl LocalStack {
                             function_timeout: timeout,
                             wait_seconds: 1,
                         };
-                        tasks.extend(pollers::spawn(
-                            mapping,
-                            Arc::clone(handler),
-                            clients.sqs.clone(),
-                        ));
+                        if options.pollers {
+                            tasks.extend(pollers::spawn(
+                                mapping,
+                                Arc::clone(handler),
+                                clients.sqs.clone(),
+                            ));
+                        }
                     }
                     (Some("Schedule") | Some("ScheduleV2"), LocalFunction::Scheduled(handler)) => {
                         let expression = json_str(&props, "Schedule")
                             .or_else(|| json_str(&props, "ScheduleExpression"))
                             .unwrap_or_default();
-                        match pollers::parse_rate(&expression) {
+                        match pollers::parse_rate(&expression).filter(|_| options.pollers) {
                             Some(period) => tasks.push(pollers::spawn_schedule(
                                 f.logical_id.clone(),
                                 format!(
@@ -366,6 +381,43 @@ impl LocalStack {
         }
         Ok(())
     }
+}
+
+/// Uploads the repo's test signature databases (signatures/) under `prefix`, if nothing is there.
+async fn seed_signatures(clients: &AwsClients, bucket: &str, prefix: &str) -> Result<(), Error> {
+    let existing = clients
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .max_keys(1)
+        .send()
+        .await?;
+    if existing.key_count().unwrap_or(0) > 0 {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(emulator::repo_root().join("signatures"))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if [".hdb", ".hsb", ".ndb"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
+            clients
+                .s3
+                .put_object()
+                .bucket(bucket)
+                .key(format!("{prefix}{name}"))
+                .body(std::fs::read(&path)?.into())
+                .send()
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The demo trial `make dev` walks: two sites, three subjects.

@@ -86,6 +86,7 @@ pub async fn provision(
         match kind.as_str() {
             "AWS::SQS::Queue" => {
                 template.set_arn(id, format!("arn:aws:sqs:{region}:{account}:{name}"));
+                template.set_attribute(id, "QueueName", &name);
             }
             "AWS::DynamoDB::Table" => {
                 template.set_ref(id, &name);
@@ -330,6 +331,25 @@ async fn create_table(
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_in_use_exception()) => {}
         Err(e) => return Err(aws_err(&r.logical_id, e)),
+    }
+    if let Some(ttl) = props
+        .get("TimeToLiveSpecification")
+        .filter(|t| t.get("Enabled").and_then(Json::as_bool) == Some(true))
+    {
+        clients
+            .dynamodb
+            .update_time_to_live()
+            .table_name(&name)
+            .time_to_live_specification(
+                aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                    .attribute_name(json_str(ttl, "AttributeName").unwrap_or_default())
+                    .enabled(true)
+                    .build()
+                    .map_err(|_| invalid("TimeToLiveSpecification"))?,
+            )
+            .send()
+            .await
+            .map_err(|e| aws_err(&r.logical_id, e))?;
     }
     let pitr = props
         .get("PointInTimeRecoverySpecification")

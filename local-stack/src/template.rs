@@ -32,6 +32,8 @@ pub struct Template {
     refs: HashMap<String, String>,
     /// What `GetAtt <resource>.Arn` gives.
     arns: HashMap<String, String>,
+    /// Other `GetAtt` attributes, e.g. a queue's `QueueName`.
+    attributes: HashMap<(String, String), String>,
 }
 
 /// One resource's logical id, type and raw properties.
@@ -73,6 +75,7 @@ impl Template {
             conditions: HashMap::new(),
             refs: HashMap::new(),
             arns: HashMap::new(),
+            attributes: HashMap::new(),
         };
         let params: Vec<(String, Yaml)> = template
             .section("Parameters")
@@ -166,6 +169,11 @@ impl Template {
         self.arns.insert(logical_id.to_owned(), value.into());
     }
 
+    pub fn set_attribute(&mut self, logical_id: &str, attribute: &str, value: impl Into<String>) {
+        self.attributes
+            .insert((logical_id.to_owned(), attribute.to_owned()), value.into());
+    }
+
     /// A function's environment: `Globals.Function.Environment` overlaid with its own, evaluated.
     pub fn function_environment(
         &self,
@@ -244,13 +252,19 @@ impl Template {
     }
 
     fn get_att(&self, resource: &str, attribute: &str) -> Result<Json, TemplateError> {
+        if let Some(v) = self
+            .attributes
+            .get(&(resource.to_owned(), attribute.to_owned()))
+        {
+            return Ok(Json::String(v.clone()));
+        }
         match attribute {
             "Arn" => self
                 .arns
                 .get(resource)
                 .map(|v| Json::String(v.clone()))
                 .ok_or_else(|| invalid(format!("GetAtt {resource}.Arn: unknown resource"))),
-            "QueueName" | "TableName" | "BucketName" => self.reference(resource),
+            "TableName" | "BucketName" => self.reference(resource),
             _ => Err(invalid(format!(
                 "GetAtt {resource}.{attribute} is not supported locally"
             ))),

@@ -118,6 +118,10 @@ impl Sha256Digest {
         Self(bytes)
     }
 
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -276,6 +280,31 @@ pub struct Upload {
     /// When the URLs handed out with the record stop working.
     pub expires_at: DateTime<Utc>,
     pub correlation_id: String,
+    /// Set when processing ends (PROCESSED or QUARANTINED).
+    pub processing: Option<ProcessingResult>,
+}
+
+/// What processing concluded about an upload, kept on its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessingResult {
+    /// Where the object now is: the accepted or the quarantine area.
+    pub object_key: String,
+    /// The version of the uploaded object that was inspected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
+    /// Size and SHA-256 (hex) measured over every byte.
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// The scanner's verdict: `clean`, `infected: <signature>` or `unscannable: <why>`.
+    pub scan: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<crate::dicom::DicomHeader>,
+    /// For accepted instances: `new`, `duplicate` (same SOP Instance UID and digest seen before) or
+    /// `new_version` (same SOP Instance UID, another digest: kept, and flagged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    pub processed_at: DateTime<Utc>,
 }
 
 /// Sizes of a multipart plan: part `n` (1-based) of `count` is `part_size` bytes, the last one the rest.

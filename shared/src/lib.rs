@@ -13,6 +13,7 @@ pub mod aws;
 pub mod config;
 pub mod dicom;
 pub mod domain;
+pub mod inspect;
 pub mod problem;
 pub mod scan;
 pub mod store;

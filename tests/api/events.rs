@@ -123,4 +123,57 @@ async fn every_sample_event_runs_through_its_handler() {
     for file in events.keys() {
         binary_of(file);
     }
+
+    // process-dicom: the S3 test event is skipped; the sample names another bucket: skipped too.
+    for file in [
+        "process-dicom-s3-test-event.json",
+        "process-dicom-object-created.json",
+    ] {
+        let (status, response) = invoke(&app, "process-dicom", &events[file]).await;
+        assert_eq!(status, 200, "{file}: {response}");
+        assert_eq!(
+            response["batchItemFailures"],
+            serde_json::json!([]),
+            "{file}"
+        );
+    }
+    // Pointed at a real upload, the sample event processes it.
+    let file = dicom_file("CT_small.dcm");
+    let created = app.create_upload("SUBJ-0001", &file).await;
+    assert_eq!(
+        app.send_presigned(&created.body["upload"], file.clone())
+            .await
+            .status(),
+        200
+    );
+    let key = created.body["objectKey"].as_str().unwrap();
+    let head = app
+        .stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(app.bucket())
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let mut event = events["process-dicom-object-created.json"].clone();
+    let mut body: Value =
+        serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let object = &mut body["Records"][0]["s3"];
+    object["bucket"]["name"] = Value::String(app.bucket());
+    object["object"]["key"] = Value::String(key.replace('/', "%2F"));
+    object["object"]["size"] = Value::from(file.len());
+    object["object"]["versionId"] = Value::String(head.version_id().unwrap_or_default().to_owned());
+    event["Records"][0]["body"] = Value::String(body.to_string());
+    let (status, response) = invoke(&app, "process-dicom", &event).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([]),
+        "{response}"
+    );
+    let id = created.body["uploadId"].as_str().unwrap();
+    let record = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
+    assert_eq!(record.body["status"], "PROCESSED", "{}", record.body);
 }

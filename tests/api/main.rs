@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod events;
 mod multipart;
+mod pipeline;
 mod pollers;
 mod single_put;
 mod template;

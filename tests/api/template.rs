@@ -149,17 +149,27 @@ async fn the_emulator_holds_what_the_template_declares() {
     let prefix = stack.template.stack_name.clone();
     let c = &stack.clients;
 
-    let tables: BTreeSet<String> = c
-        .dynamodb
-        .list_tables()
-        .send()
-        .await
-        .unwrap()
-        .table_names
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| t.starts_with(&format!("{prefix}-")))
-        .collect();
+    let mut tables = BTreeSet::new();
+    let mut start: Option<String> = None;
+    loop {
+        let page = c
+            .dynamodb
+            .list_tables()
+            .set_exclusive_start_table_name(start.take())
+            .send()
+            .await
+            .unwrap();
+        tables.extend(
+            page.table_names()
+                .iter()
+                .filter(|t| t.starts_with(&format!("{prefix}-")))
+                .cloned(),
+        );
+        match page.last_evaluated_table_name() {
+            Some(last) => start = Some(last.to_owned()),
+            None => break,
+        }
+    }
     let declared: BTreeSet<String> = stack
         .template
         .resources_of("AWS::DynamoDB::Table")
@@ -167,7 +177,7 @@ async fn the_emulator_holds_what_the_template_declares() {
         .map(|r| stack.table(&r.logical_id).unwrap().to_owned())
         .collect();
     assert_eq!(tables, declared);
-    assert_eq!(declared.len(), 3);
+    assert_eq!(declared.len(), 5);
 
     let queues: BTreeSet<String> = c
         .sqs
@@ -240,6 +250,9 @@ async fn the_emulator_holds_what_the_template_declares() {
     for f in stack.template.resources_of("AWS::Serverless::Function") {
         let events = stack.template.eval(&f.properties["Events"]).unwrap();
         for (_, e) in events.as_object().unwrap() {
+            if e["Type"] != "HttpApi" {
+                continue;
+            }
             let path = e["Properties"]["Path"]
                 .as_str()
                 .unwrap()

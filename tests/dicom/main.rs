@@ -254,3 +254,22 @@ fn hostile_inputs_never_panic_and_memory_stays_bounded() {
     assert!(max_memory <= 64 * 1024 + 2048, "{max_memory}");
     assert!(outcomes.len() == 3, "{outcomes:?}");
 }
+
+#[test]
+fn a_file_cut_anywhere_is_malformed_even_after_its_pixel_data() {
+    // CT_small.dcm ends with a (FFFC,FFFC) padding element after its 32 KiB of pixel data.
+    let ct = clinflow_tests::dicom_file("CT_small.dcm");
+    for (cut, what) in [
+        (1usize, "(FFFC,FFFC)"),
+        (7, "(FFFC,FFFC)"),
+        (1000, "(7FE0,0010)"),
+    ] {
+        let truncated = &ct[..ct.len() - cut];
+        let e = parse_header(truncated).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!("malformed: {what}")),
+            "{cut}: {e}"
+        );
+        assert_eq!(chunked(truncated, 8192), Err(e));
+    }
+}

@@ -5,7 +5,7 @@ use local_stack::emulator::{repo_root, Emulator};
 use local_stack::{LocalStack, Options, DEMO_SUBJECTS};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 static EMULATOR: OnceLock<Emulator> = OnceLock::new();
@@ -28,12 +28,24 @@ pub struct TestApp {
 pub const BOS: &str = "SITE-BOS-01";
 pub const LYN: &str = "SITE-LYN-02";
 
+/// The API and its resources, without the queue consumers: what upload-url does is observed on the
+/// queues themselves.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
 /// A stack whose template parameters are overridden, e.g. a small multipart threshold.
 pub async fn spawn_app_with(parameters: &[(&str, &str)]) -> TestApp {
+    spawn(parameters, false).await
+}
+
+/// The whole pipeline: API, and the queue consumers polling (presigned PUT → S3 → SQS →
+/// process-dicom → imaging events).
+pub async fn spawn_pipeline(parameters: &[(&str, &str)]) -> TestApp {
+    spawn(parameters, true).await
+}
+
+async fn spawn(parameters: &[(&str, &str)], pollers: bool) -> TestApp {
     let stack_name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let options = Options {
         stack_name,
@@ -45,6 +57,7 @@ pub async fn spawn_app_with(parameters: &[(&str, &str)]) -> TestApp {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect::<HashMap<_, _>>(),
         jwt_secret: "test-secret".into(),
+        pollers,
     };
     let stack = LocalStack::start(&endpoint(), options)
         .await
@@ -52,7 +65,10 @@ pub async fn spawn_app_with(parameters: &[(&str, &str)]) -> TestApp {
     stack.seed_subjects(DEMO_SUBJECTS).await.expect("seed");
     TestApp {
         stack,
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("http client"),
     }
 }
 
@@ -163,7 +179,11 @@ impl TestApp {
             .http
             .request(method, request["url"].as_str().expect("url"));
         for (k, v) in request["headers"].as_object().expect("headers") {
-            req = req.header(k.as_str(), v.as_str().expect("header value"));
+            // The body sets its own length (a test may send another length than was signed, which
+            // real S3 refuses and the emulator does not check).
+            if k != "content-length" {
+                req = req.header(k.as_str(), v.as_str().expect("header value"));
+            }
         }
         req.body(body).send().await.expect("presigned request")
     }
@@ -193,6 +213,7 @@ impl TestApp {
             .len()
     }
 
+    /// Object versions in the upload, accepted and quarantine areas (not the scanner's signatures).
     pub async fn object_count(&self) -> usize {
         self.stack
             .clients
@@ -204,7 +225,9 @@ impl TestApp {
             .expect("list")
             .versions
             .unwrap_or_default()
-            .len()
+            .iter()
+            .filter(|v| !v.key().unwrap_or_default().starts_with("scanner/"))
+            .count()
     }
 
     pub async fn multipart_upload_count(&self) -> usize {
@@ -398,4 +421,184 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A synthetic DICOM file (explicit VR little endian, MR) whose pixel data is `pixel_bytes` long,
+/// filled with a pattern that depends on `seed`; its SOP Instance UID ends with `instance`.
+pub fn synthetic_dicom(instance: u32, pixel_bytes: usize, seed: u8) -> Vec<u8> {
+    let mut out = synthetic_dicom_header(instance, pixel_bytes as u64);
+    out.extend((0..pixel_bytes).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    out
+}
+
+/// Everything of [`synthetic_dicom`] up to and including the Pixel Data element header.
+pub fn synthetic_dicom_header(instance: u32, pixel_bytes: u64) -> Vec<u8> {
+    fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
+        let mut value = value.to_vec();
+        if value.len() % 2 == 1 {
+            value.push(if vr == b"UI" || vr == b"OB" { 0 } else { b' ' });
+        }
+        out.extend_from_slice(&group.to_le_bytes());
+        out.extend_from_slice(&elem.to_le_bytes());
+        out.extend_from_slice(vr);
+        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        out.extend_from_slice(&value);
+    }
+    let sop_class = b"1.2.840.10008.5.1.4.1.1.4";
+    let sop = format!("1.2.826.0.1.3680043.10.999.1.{instance}");
+    let mut meta = Vec::new();
+    element(&mut meta, 0x0002, 0x0001, b"OB", &[0, 1]);
+    element(&mut meta, 0x0002, 0x0002, b"UI", sop_class);
+    element(&mut meta, 0x0002, 0x0003, b"UI", sop.as_bytes());
+    element(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1");
+    element(
+        &mut meta,
+        0x0002,
+        0x0012,
+        b"UI",
+        b"1.2.826.0.1.3680043.10.999",
+    );
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    element(
+        &mut out,
+        0x0002,
+        0x0000,
+        b"UL",
+        &(meta.len() as u32).to_le_bytes(),
+    );
+    out.extend_from_slice(&meta);
+    element(&mut out, 0x0008, 0x0016, b"UI", sop_class);
+    element(&mut out, 0x0008, 0x0018, b"UI", sop.as_bytes());
+    element(&mut out, 0x0008, 0x0020, b"DA", b"20261127");
+    element(&mut out, 0x0008, 0x0060, b"CS", b"MR");
+    element(&mut out, 0x0010, 0x0020, b"LO", b"SUBJ-0001");
+    element(
+        &mut out,
+        0x0020,
+        0x000D,
+        b"UI",
+        b"1.2.826.0.1.3680043.10.999.2",
+    );
+    element(
+        &mut out,
+        0x0020,
+        0x000E,
+        b"UI",
+        b"1.2.826.0.1.3680043.10.999.3",
+    );
+    element(&mut out, 0x0020, 0x0011, b"IS", b"1");
+    element(
+        &mut out,
+        0x0020,
+        0x0013,
+        b"IS",
+        instance.to_string().as_bytes(),
+    );
+    element(&mut out, 0x0028, 0x0010, b"US", &512u16.to_le_bytes());
+    element(&mut out, 0x0028, 0x0011, b"US", &512u16.to_le_bytes());
+    out.extend_from_slice(&0x7FE0u16.to_le_bytes());
+    out.extend_from_slice(&0x0010u16.to_le_bytes());
+    out.extend_from_slice(b"OW\0\0");
+    out.extend_from_slice(&(pixel_bytes as u32).to_le_bytes());
+    out
+}
+
+pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+impl TestApp {
+    /// Polls the record until processing ended (PROCESSED, QUARANTINED or FAILED).
+    pub async fn wait_processed(&self, upload_id: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let r = self
+                .get(&format!("/v1/uploads/{upload_id}"), &self.staff())
+                .await;
+            let status = r.body["status"].as_str().unwrap_or("").to_owned();
+            if ["PROCESSED", "QUARANTINED", "FAILED"].contains(&status.as_str()) {
+                return r.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still {status}: {}",
+                r.body
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Declares `declared` (a declaration body), PUTs `bytes` to its presigned URL(s); returns the
+    /// created upload.
+    pub async fn upload(&self, declared: &Value, bytes: &[u8]) -> Value {
+        let created = self.post("/v1/uploads", &self.staff(), declared).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let plan = &created.body["upload"];
+        if plan["mode"] == "single" {
+            assert_eq!(
+                self.send_presigned(plan, bytes.to_vec()).await.status(),
+                200
+            );
+        } else {
+            let part_size = plan["partSize"].as_u64().unwrap() as usize;
+            let mut parts = Vec::new();
+            for p in plan["parts"].as_array().unwrap() {
+                let n = p["partNumber"].as_u64().unwrap() as usize;
+                let start = (n - 1) * part_size;
+                let end = (start + part_size).min(bytes.len());
+                let r = self.send_presigned(p, bytes[start..end].to_vec()).await;
+                assert_eq!(r.status(), 200);
+                parts.push(serde_json::json!({"partNumber": n, "etag": r.headers()["etag"].to_str().unwrap()}));
+            }
+            let id = created.body["uploadId"].as_str().unwrap();
+            let done = self
+                .post(
+                    &format!("/v1/uploads/{id}/complete"),
+                    &self.staff(),
+                    &serde_json::json!({ "parts": parts }),
+                )
+                .await;
+            assert_eq!(done.status, 200, "{}", done.body);
+        }
+        created.body
+    }
+
+    pub async fn object_tags(&self, key: &str) -> BTreeMap<String, String> {
+        self.stack
+            .clients
+            .s3
+            .get_object_tagging()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+            .map(|t| {
+                t.tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_else(|e| {
+                panic!(
+                    "tags of {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            })
+    }
+
+    pub async fn object_exists(&self, key: &str) -> bool {
+        self.stack
+            .clients
+            .s3
+            .head_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+            .is_ok()
+    }
 }

@@ -206,6 +206,7 @@ pub(crate) async fn create_upload(
         updated_at: now,
         expires_at,
         correlation_id: meta.correlation_id.clone(),
+        processing: None,
     };
     let audit = AuditEntry {
         entity: upload_entity(&id),

@@ -37,6 +37,9 @@ pub(crate) struct UploadView {
     updated_at: String,
     expires_at: String,
     correlation_id: String,
+    /// What processing found (where the object is now, digest, scan verdict, DICOM header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    processing: Option<shared::domain::ProcessingResult>,
 }
 
 impl From<&Upload> for UploadView {
@@ -69,6 +72,7 @@ impl From<&Upload> for UploadView {
             updated_at: rfc3339(&u.updated_at),
             expires_at: rfc3339(&u.expires_at),
             correlation_id: u.correlation_id.clone(),
+            processing: u.processing.clone(),
         }
     }
 }

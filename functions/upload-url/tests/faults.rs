@@ -58,6 +58,16 @@ impl UploadStore for Uploads {
     ) -> Result<(), StoreError> {
         Ok(())
     }
+    async fn finish_processing(
+        &self,
+        _: &UploadId,
+        _: UploadStatus,
+        _: Option<&str>,
+        _: &shared::domain::ProcessingResult,
+        _: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Records every call; never touches a network.

@@ -17,10 +17,10 @@ mod parser;
 
 pub use parser::HeaderParser;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the processor records of a DICOM instance. No value here is ever logged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DicomHeader {
     pub transfer_syntax: Option<String>,
@@ -48,7 +48,7 @@ pub struct DicomHeader {
     pub has_file_meta: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PixelData {
     /// Bytes of pixel data: the element's length, or the sum of its fragments when encapsulated.

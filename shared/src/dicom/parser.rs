@@ -150,6 +150,10 @@ pub struct HeaderParser {
     inflated_limit: u64,
     header: DicomHeader,
     pixel: Option<PixelData>,
+    /// Inside encapsulated pixel data: items until the sequence delimiter.
+    in_fragments: bool,
+    /// The element being skipped or kept (for a truncation's reason).
+    current: u32,
     error: Option<DicomError>,
 }
 
@@ -170,11 +174,14 @@ impl HeaderParser {
             inflated_limit: object_size.saturating_mul(64).max(64 * 1024 * 1024),
             header: DicomHeader::default(),
             pixel: None,
+            in_fragments: false,
+            current: 0,
             error: None,
         }
     }
 
-    /// Pixel data reached or a defect found: later bytes are not needed.
+    /// A defect found: later bytes are not needed. (After Pixel Data the parser still walks the
+    /// element structure to the end, skipping values by counting, so a truncated object is caught.)
     pub fn is_done(&self) -> bool {
         self.stage == Stage::Done
     }
@@ -240,7 +247,7 @@ impl HeaderParser {
             Stage::Meta if self.buf.is_empty() && self.want == Want::Header => Err(
                 DicomError::Malformed("no data set after the file meta group".into()),
             ),
-            Stage::Done => Ok(self.result()),
+            Stage::Done => Err(DicomError::Malformed("parse stopped".into())),
             // A data set without pixel data (a structured report, an RT plan) that ends cleanly.
             Stage::DataSet
                 if self.buf.is_empty() && self.want == Want::Header && self.frames.is_empty() =>
@@ -252,8 +259,10 @@ impl HeaderParser {
                 match (self.want, self.frames.last()) {
                     (Want::Fragment, _) => "encapsulated pixel data".to_owned(),
                     (Want::Value { tag, .. }, _) => tag_name(tag),
+                    (Want::Skip(_), _) if is_pixel_data(self.current) => "pixel data".to_owned(),
+                    (Want::Skip(_), _) => tag_name(self.current),
                     (_, Some(_)) => "a sequence".to_owned(),
-                    _ => "an element".to_owned(),
+                    _ => "an element header".to_owned(),
                 },
                 self.raw_offset
             ))),
@@ -447,7 +456,7 @@ impl HeaderParser {
 
     /// What follows a value: the next header, or the next fragment inside encapsulated pixel data.
     fn after_value(&self) -> Want {
-        if self.pixel.is_some() {
+        if self.in_fragments {
             Want::Fragment
         } else {
             Want::Header
@@ -484,6 +493,7 @@ impl HeaderParser {
         let group = self.u16_at(&h[0..2]);
         let element = self.u16_at(&h[2..4]);
         let tag = (u32::from(group) << 16) | u32::from(element);
+        self.current = tag;
         let explicit = self.stage == Stage::Meta || (self.explicit && !self.in_implicit_sequence());
         let (vr, len): (Option<[u8; 2]>, u32) = if group == 0xFFFE || !explicit {
             (None, self.u32_at(&h[4..8]))
@@ -530,13 +540,18 @@ impl HeaderParser {
             }
             return false;
         }
-        if self.stage == Stage::DataSet && self.frames.is_empty() && is_pixel_data(tag) {
+        if self.stage == Stage::DataSet
+            && self.frames.is_empty()
+            && is_pixel_data(tag)
+            && self.pixel.is_none()
+        {
             if len == UNDEFINED {
                 self.pixel = Some(PixelData {
                     length: 0,
                     encapsulated: true,
                     fragments: 0,
                 });
+                self.in_fragments = true;
                 self.want = Want::Fragment;
             } else {
                 if self.remaining().is_some_and(|r| u64::from(len) > r) {
@@ -547,7 +562,7 @@ impl HeaderParser {
                     encapsulated: false,
                     fragments: 0,
                 });
-                self.stage = Stage::Done;
+                self.skip(tag, len);
             }
             return false;
         }
@@ -563,7 +578,8 @@ impl HeaderParser {
             return false;
         }
         match wanted(tag) {
-            Some(_) if self.frames.is_empty() && !sequence => {
+            // Attributes after Pixel Data are walked, not extracted.
+            Some(_) if self.frames.is_empty() && !sequence && self.pixel.is_none() => {
                 if len > MAX_KEPT {
                     self.malformed(format!(
                         "{} is {len} bytes, far longer than its VR allows",
@@ -631,7 +647,10 @@ impl HeaderParser {
                     Want::Fragment
                 };
             }
-            0xFFFE_E0DD => self.stage = Stage::Done,
+            0xFFFE_E0DD => {
+                self.in_fragments = false;
+                self.want = Want::Header;
+            }
             _ => self.malformed(format!(
                 "encapsulated pixel data holds {} at byte {}",
                 tag_name(tag),

@@ -3,6 +3,7 @@
 
 pub mod dynamodb;
 pub mod s3;
+pub mod sqs;
 
 use crate::domain::{ObjectKey, SiteId, SubjectId, TrialId, Upload, UploadId, UploadStatus};
 use async_trait::async_trait;
@@ -69,6 +70,119 @@ pub trait UploadStore: Send + Sync {
         reason: Option<&str>,
         audit: &AuditEntry,
     ) -> Result<(), StoreError>;
+    /// Ends processing: PROCESSING → PROCESSED or QUARANTINED, with what processing found.
+    async fn finish_processing(
+        &self,
+        id: &UploadId,
+        to: UploadStatus,
+        reason: Option<&str>,
+        result: &crate::domain::ProcessingResult,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
+}
+
+/// A stream of an object's bytes, chunk by chunk, never the whole object.
+#[async_trait]
+pub trait ChunkSource: Send {
+    async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, StoreError>;
+}
+
+/// An object version opened for reading.
+pub struct OpenedObject {
+    pub size: u64,
+    pub version: Option<String>,
+    pub body: Box<dyn ChunkSource>,
+}
+
+/// The upload bucket, as the processor uses it.
+#[async_trait]
+pub trait IngestObjects: Send + Sync {
+    fn bucket(&self) -> &str;
+    /// Opens exactly this version (the one the event names), or the current one.
+    async fn open(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<OpenedObject>, StoreError>;
+    /// Server-side copy of that version to `to`, with tags; multipart copy above 5 GiB.
+    async fn copy(
+        &self,
+        from: &str,
+        version: Option<&str>,
+        size: u64,
+        to: &str,
+        tags: &[(&str, &str)],
+    ) -> Result<(), StoreError>;
+    /// Removes the key from the normal path (a delete marker: the version itself is kept).
+    async fn remove(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// One DICOM instance, as the index records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub sop_instance_uid: String,
+    pub sha256: String,
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub modality: String,
+    pub trial: String,
+    pub site: String,
+    pub subject: String,
+    pub upload_id: String,
+    pub object_key: String,
+    pub size_bytes: u64,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceOutcome {
+    New,
+    /// The same SOP Instance UID with the same digest: nothing new.
+    Duplicate,
+    /// The same SOP Instance UID with another digest: kept as a new version, flagged.
+    NewVersion,
+}
+
+impl InstanceOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Duplicate => "duplicate",
+            Self::NewVersion => "new_version",
+        }
+    }
+}
+
+#[async_trait]
+pub trait InstanceIndex: Send + Sync {
+    async fn record(&self, instance: &InstanceRecord) -> Result<InstanceOutcome, StoreError>;
+}
+
+/// What a claim on an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller holds the lock until the time it gave.
+    Acquired,
+    /// Done before; the stored result.
+    Completed(String),
+    /// Someone else holds an unexpired lock.
+    InProgress,
+}
+
+/// At-least-once delivery made exactly-once in effect, as AWS Lambda Powertools' idempotency
+/// utility does it: a conditional IN_PROGRESS record whose lock expires with the Lambda deadline.
+#[async_trait]
+pub trait Idempotency: Send + Sync {
+    async fn claim(&self, key: &str, lock_until: DateTime<Utc>) -> Result<Claim, StoreError>;
+    async fn complete(&self, key: &str, result: &str) -> Result<(), StoreError>;
+    /// Gives the lock back (the work failed or was handed back to the queue).
+    async fn release(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// A queue the next stage reads.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    async fn publish(&self, body: &str, correlation_id: &str) -> Result<(), StoreError>;
 }
 
 /// A request the client makes itself, presigned: method, URL and the headers it must send as given.

@@ -1,7 +1,10 @@
 //! The S3 adapter of [`UploadObjects`]: presigning and multipart bookkeeping. It never carries the
 //! bytes of an upload.
 
-use super::{sdk_failure, ObjectHead, PresignedHttp, StoreError, StoredPart, UploadObjects};
+use super::{
+    sdk_failure, ChunkSource, IngestObjects, ObjectHead, OpenedObject, PresignedHttp, StoreError,
+    StoredPart, UploadObjects,
+};
 use crate::domain::ObjectKey;
 use async_trait::async_trait;
 use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
@@ -242,5 +245,200 @@ impl UploadObjects for S3Uploads {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(sdk_failure("HeadObject", e)),
         }
+    }
+}
+
+/// Percent-encodes a key for `x-amz-copy-source` and tagging: all but unreserved characters and `/`.
+fn encode(raw: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/')
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// S3's largest single CopyObject; above it the copy is multipart (UploadPartCopy).
+const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+const COPY_PART: u64 = 512 * 1024 * 1024;
+
+/// The processor's view of the upload bucket.
+#[derive(Clone, Debug)]
+pub struct S3Ingest {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Ingest {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    fn copy_source(&self, key: &str, version: Option<&str>) -> String {
+        let mut source = format!("{}/{}", self.bucket, encode(key, true));
+        if let Some(v) = version {
+            source.push_str("?versionId=");
+            source.push_str(&encode(v, false));
+        }
+        source
+    }
+}
+
+struct S3Body(aws_sdk_s3::primitives::ByteStream);
+
+#[async_trait]
+impl ChunkSource for S3Body {
+    async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, StoreError> {
+        self.0.try_next().await.map_err(|e| {
+            tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "object stream failed");
+            StoreError::Unavailable("GetObject body".into())
+        })
+    }
+}
+
+#[async_trait]
+impl IngestObjects for S3Ingest {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn open(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<OpenedObject>, StoreError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version.map(str::to_owned))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(OpenedObject {
+                size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
+                version: out.version_id().map(str::to_owned),
+                body: Box::new(S3Body(out.body)),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(sdk_failure("GetObject", e)),
+        }
+    }
+
+    async fn copy(
+        &self,
+        from: &str,
+        version: Option<&str>,
+        size: u64,
+        to: &str,
+        tags: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let tagging = tags
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k, false), encode(v, false)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let source = self.copy_source(from, version);
+        if size <= MAX_SINGLE_COPY {
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(to)
+                .copy_source(&source)
+                .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace)
+                .tagging(tagging)
+                .send()
+                .await
+                .map_err(|e| sdk_failure("CopyObject", e))?;
+            return Ok(());
+        }
+        let upload_id = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(to)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("CreateMultipartUpload (copy)", e))?
+            .upload_id
+            .ok_or_else(|| StoreError::Failed("CreateMultipartUpload returned no id".into()))?;
+        let mut parts = Vec::new();
+        let mut start = 0u64;
+        let mut number = 1i32;
+        while start < size {
+            let end = (start + COPY_PART).min(size) - 1;
+            let copied = self
+                .client
+                .upload_part_copy()
+                .bucket(&self.bucket)
+                .key(to)
+                .upload_id(&upload_id)
+                .part_number(number)
+                .copy_source(&source)
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .send()
+                .await;
+            let etag = match copied {
+                Ok(out) => out
+                    .copy_part_result
+                    .and_then(|r| r.e_tag)
+                    .unwrap_or_default(),
+                Err(e) => {
+                    let _ = self
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(to)
+                        .upload_id(&upload_id)
+                        .send()
+                        .await;
+                    return Err(sdk_failure("UploadPartCopy", e));
+                }
+            };
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(etag)
+                    .build(),
+            );
+            start = end + 1;
+            number += 1;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(to)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_failure("CompleteMultipartUpload (copy)", e))?;
+        Ok(())
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("DeleteObject", e))?;
+        Ok(())
     }
 }
