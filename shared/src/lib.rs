@@ -11,10 +11,9 @@
 pub mod auth;
 pub mod aws;
 pub mod config;
-pub mod dicom;
 pub mod domain;
-pub mod inspect;
 pub mod problem;
-pub mod scan;
 pub mod store;
 pub mod telemetry;
+
+pub use inspection::{dicom, inspect, scan};

@@ -1,0 +1,253 @@
+//! `cargo run --release -p clinflow-benchmarks [-- SIZE_MIB]`
+//!
+//! 1. Writes a synthetic DICOM file of SIZE_MIB (default 1024) MiB of pixel data under
+//!    target/bench/ (kept between runs).
+//! 2. Times `openssl dgst -sha256` on it: the anchor.
+//! 3. Times the one-pass inspector (SHA-256 + built-in scanner with 1,000 body signatures + EICAR +
+//!    DICOM header parser) on the same file, read in 1 MiB chunks; reports MB/s and the process's
+//!    peak RSS (VmHWM).
+//! 4. Times the header-only parse over pydicom's corpus (files/s) beside pydicom's
+//!    `dcmread(stop_before_pixels=True)` over the same files, when .venv has pydicom.
+
+use inspection::inspect::Inspector;
+use inspection::scan::signatures::SignatureDb;
+use inspection::scan::BuiltinScanner;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const MIB: u64 = 1024 * 1024;
+const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn header(pixel_bytes: u64) -> Vec<u8> {
+    fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
+        let mut value = value.to_vec();
+        if value.len() % 2 == 1 {
+            value.push(if vr == b"UI" { 0 } else { b' ' });
+        }
+        out.extend_from_slice(&group.to_le_bytes());
+        out.extend_from_slice(&elem.to_le_bytes());
+        out.extend_from_slice(vr);
+        if matches!(vr, b"OB" | b"OW") {
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        out.extend_from_slice(&value);
+    }
+    let mut meta = Vec::new();
+    element(&mut meta, 0x0002, 0x0001, b"OB", &[0, 1]);
+    element(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1");
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    element(
+        &mut out,
+        0x0002,
+        0x0000,
+        b"UL",
+        &(meta.len() as u32).to_le_bytes(),
+    );
+    out.extend_from_slice(&meta);
+    element(
+        &mut out,
+        0x0008,
+        0x0018,
+        b"UI",
+        b"1.2.826.0.1.3680043.10.999.9.1",
+    );
+    element(&mut out, 0x0008, 0x0060, b"CS", b"MR");
+    element(&mut out, 0x0028, 0x0008, b"IS", b"1024");
+    out.extend_from_slice(&0x7FE0u16.to_le_bytes());
+    out.extend_from_slice(&0x0010u16.to_le_bytes());
+    out.extend_from_slice(b"OW\0\0");
+    out.extend_from_slice(&(pixel_bytes as u32).to_le_bytes());
+    out
+}
+
+fn large_file(mib: u64) -> PathBuf {
+    let dir = root().join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("synthetic-{mib}MiB.dcm"));
+    let pixel = mib * MIB;
+    let head = header(pixel);
+    if std::fs::metadata(&path).map(|m| m.len()).ok() == Some(head.len() as u64 + pixel) {
+        return path;
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    f.write_all(&head).unwrap();
+    let mut block = vec![0u8; MIB as usize];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..mib {
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+        }
+        f.write_all(&block).unwrap();
+    }
+    f.flush().unwrap();
+    path
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn scanner() -> BuiltinScanner {
+    let mut db = SignatureDb::default();
+    let ndb: String = (0..1000)
+        .map(|i| {
+            format!(
+                "Bench.Sig{i}:0:*:{}\n",
+                hex_of(format!("clinflow-bench-signature-{i:04}").as_bytes())
+            )
+        })
+        .collect();
+    db.add_file("bench.ndb", &ndb).unwrap();
+    db.add_file("eicar.ndb", &format!("Eicar:0:*:{}\n", hex_of(EICAR)))
+        .unwrap();
+    db.add_file(
+        "eicar.hdb",
+        "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Hash\n",
+    )
+    .unwrap();
+    BuiltinScanner::new(db, u64::MAX).unwrap()
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn openssl_mb_s(path: &Path, size: u64) -> Option<f64> {
+    let start = Instant::now();
+    let out = Command::new("openssl")
+        .arg("dgst")
+        .arg("-sha256")
+        .arg(path)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| size as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+async fn inspector_mb_s(path: &Path, size: u64, scanner: &BuiltinScanner) -> (f64, String) {
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; MIB as usize];
+    let start = Instant::now();
+    let mut inspector = Inspector::start(scanner, size).await.unwrap();
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        inspector.update(&buf[..n]).await.unwrap();
+    }
+    let inspection = inspector.finish().await.unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let verdict = format!(
+        "{:?}, dicom ok: {}",
+        inspection.verdict,
+        inspection.dicom.is_ok()
+    );
+    (size as f64 / 1e6 / secs, verdict)
+}
+
+fn corpus() -> Vec<PathBuf> {
+    let py = root().join(".venv/bin/python");
+    let out = Command::new(&py)
+        .arg(root().join("scripts/dicom_reference.py"))
+        .arg("--list")
+        .output();
+    out.map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(PathBuf::from)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let mib: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1024);
+    let path = large_file(mib);
+    let size = std::fs::metadata(&path).unwrap().len();
+    println!("file: {} ({:.0} MB)", path.display(), size as f64 / 1e6);
+    // Warm the page cache so both read from memory.
+    let _ = openssl_mb_s(&path, size);
+    let anchor = openssl_mb_s(&path, size);
+    let scanner = scanner();
+    let (ours, verdict) = inspector_mb_s(&path, size, &scanner).await;
+    match anchor {
+        Some(a) => println!(
+            "one-pass inspector: {ours:.0} MB/s   openssl dgst -sha256: {a:.0} MB/s   ratio {:.2}   ({verdict})",
+            ours / a
+        ),
+        None => println!("one-pass inspector: {ours:.0} MB/s (openssl not found)"),
+    }
+    println!(
+        "peak RSS of this process: {:.1} MiB (the file is {:.0} MiB)",
+        peak_rss_mib(),
+        size as f64 / MIB as f64
+    );
+
+    let files: Vec<PathBuf> = corpus()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    if files.is_empty() {
+        println!("header parse: pydicom corpus not found (make setup)");
+        return;
+    }
+    let contents: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let rounds = 20;
+    let start = Instant::now();
+    let mut parsed = 0;
+    for _ in 0..rounds {
+        for c in &contents {
+            if inspection::dicom::parse_header(c).is_ok() {
+                parsed += 1;
+            }
+        }
+    }
+    let ours = (rounds * contents.len()) as f64 / start.elapsed().as_secs_f64();
+    let script = "import sys, time, warnings\nwarnings.simplefilter('ignore')\nimport pydicom\nfiles = sys.argv[1:]\nstart = time.perf_counter(); n = 0\nfor f in files:\n    try:\n        pydicom.dcmread(f, stop_before_pixels=True); n += 1\n    except Exception:\n        pass\nprint(len(files) / (time.perf_counter() - start))\n";
+    let out = Command::new(root().join(".venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .args(&files)
+        .output();
+    let theirs: Option<f64> = out
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
+    match theirs {
+        Some(t) => println!(
+            "header parse over {} corpus files: {ours:.0} files/s   pydicom dcmread(stop_before_pixels=True): {t:.0} files/s   ratio {:.1}x   ({} parsed per round)",
+            contents.len(),
+            ours / t,
+            parsed / rounds
+        ),
+        None => println!("header parse: {ours:.0} files/s (pydicom not runnable)"),
+    }
+}
