@@ -1,10 +1,17 @@
 //! The one-pass inspection of an upload: every byte of the object, as it streams from S3, goes
-//! once through the SHA-256, the malware scanner and (until Pixel Data) the DICOM header parser.
-//! Nothing here holds more than one chunk of the object.
+//! once through the SHA-256, the malware scanner and the DICOM header parser. The SHA-256 runs on a
+//! thread of its own, beside the scan and the parse, so a second core is used where there is one.
+//! At most a few chunks of the object are held at any time.
 
 use crate::dicom::{DicomError, DicomHeader, HeaderParser};
 use crate::scan::{ScanError, ScanSession, Scanner, Verdict};
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+
+/// Chunks in flight to the hashing thread (memory: this many chunks at most).
+const HASH_QUEUE: usize = 4;
 
 /// What one pass found.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,10 +22,61 @@ pub struct Inspection {
     pub dicom: Result<DicomHeader, DicomError>,
 }
 
+/// SHA-256 on its own thread; inline where no thread can be started.
+enum Hasher {
+    Thread {
+        chunks: SyncSender<Bytes>,
+        digest: JoinHandle<[u8; 32]>,
+    },
+    Inline(Sha256),
+}
+
+impl Hasher {
+    fn start() -> Self {
+        let (chunks, received) = sync_channel::<Bytes>(HASH_QUEUE);
+        let spawned = std::thread::Builder::new()
+            .name("sha256".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for chunk in received {
+                    h.update(&chunk);
+                }
+                h.finalize().into()
+            });
+        match spawned {
+            Ok(digest) => Self::Thread { chunks, digest },
+            Err(_) => Self::Inline(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, chunk: &Bytes) {
+        match self {
+            Self::Thread { chunks, .. } => {
+                if chunks.send(chunk.clone()).is_err() {
+                    // The thread is gone (it cannot be, short of a panic): finish() reports it.
+                }
+            }
+            Self::Inline(h) => h.update(chunk),
+        }
+    }
+
+    fn finish(self) -> Result<[u8; 32], ScanError> {
+        match self {
+            Self::Thread { chunks, digest } => {
+                drop(chunks);
+                digest
+                    .join()
+                    .map_err(|_| ScanError("the hashing thread failed".into()))
+            }
+            Self::Inline(h) => Ok(h.finalize().into()),
+        }
+    }
+}
+
 pub struct Inspector {
-    hasher: Sha256,
+    hasher: Hasher,
     scan: Box<dyn ScanSession>,
-    parser: Option<HeaderParser>,
+    parser: HeaderParser,
     size: u64,
 }
 
@@ -26,22 +84,20 @@ impl Inspector {
     /// Starts a pass over an object S3 says is `size` bytes.
     pub async fn start(scanner: &dyn Scanner, size: u64) -> Result<Self, ScanError> {
         Ok(Self {
-            hasher: Sha256::new(),
             scan: scanner.start(size).await?,
-            parser: Some(HeaderParser::new(size)),
+            hasher: Hasher::start(),
+            parser: HeaderParser::new(size),
             size: 0,
         })
     }
 
-    pub async fn update(&mut self, chunk: &[u8]) -> Result<(), ScanError> {
+    pub async fn update(&mut self, chunk: Bytes) -> Result<(), ScanError> {
         self.size += chunk.len() as u64;
-        self.hasher.update(chunk);
-        if let Some(parser) = self.parser.as_mut() {
-            if !parser.is_done() {
-                parser.feed(chunk);
-            }
+        self.hasher.update(&chunk);
+        if !self.parser.is_done() {
+            self.parser.feed(&chunk);
         }
-        self.scan.update(chunk).await
+        self.scan.update(&chunk).await
     }
 
     /// Bytes seen so far.
@@ -49,18 +105,14 @@ impl Inspector {
         self.size
     }
 
-    pub async fn finish(mut self) -> Result<Inspection, ScanError> {
-        let sha256: [u8; 32] = self.hasher.finalize().into();
+    pub async fn finish(self) -> Result<Inspection, ScanError> {
+        let sha256 = self.hasher.finish()?;
         let verdict = self.scan.finish(&sha256).await?;
-        let dicom = match self.parser.take() {
-            Some(p) => p.finish(),
-            None => Err(DicomError::Malformed("not parsed".into())),
-        };
         Ok(Inspection {
             size: self.size,
             sha256,
             verdict,
-            dicom,
+            dicom: self.parser.finish(),
         })
     }
 }

@@ -268,7 +268,7 @@ impl Processor {
         let scanner = self.scanners.scanner().await?;
         let mut inspector = Inspector::start(scanner.as_ref(), object.size).await?;
         while let Some(chunk) = object.body.next_chunk().await? {
-            inspector.update(&chunk).await?;
+            inspector.update(chunk).await?;
             if deadline.too_close() {
                 return Err(Retry::Deadline);
             }

@@ -26,6 +26,9 @@ pub struct Engine {
     longest_anchor: usize,
 }
 
+/// Up to this many anchors the matcher is a full DFA.
+const MAX_DFA_PATTERNS: usize = 5_000;
+
 /// End positions kept per (signature, segment) for bounded gaps.
 const MAX_ENDS: usize = 64;
 
@@ -78,6 +81,12 @@ impl Engine {
             Some(
                 AhoCorasick::builder()
                     .match_kind(MatchKind::Standard)
+                    // A full DFA is the fastest automaton; past some thousands of patterns its memory
+                    // grows too much, and the crate's own choice (an NFA) is used instead.
+                    .kind(
+                        (patterns.len() <= MAX_DFA_PATTERNS)
+                            .then_some(aho_corasick::AhoCorasickKind::DFA),
+                    )
                     .build(&patterns)
                     .map_err(|e| e.to_string())?,
             )
@@ -104,8 +113,14 @@ impl Engine {
                 .iter()
                 .map(|s| vec![Vec::new(); s.segments.len()])
                 .collect(),
-            md5: self.db.needs(HashKind::Md5).then(md5::Md5::new),
-            sha1: self.db.needs(HashKind::Sha1).then(sha1::Sha1::new),
+            md5: self
+                .db
+                .needs_for_size(HashKind::Md5, size)
+                .then(md5::Md5::new),
+            sha1: self
+                .db
+                .needs_for_size(HashKind::Sha1, size)
+                .then(sha1::Sha1::new),
             engine: Arc::clone(self),
             size,
             window: Vec::new(),

@@ -115,6 +115,14 @@ impl SignatureDb {
         self.hashes.keys().any(|(k, _)| *k == kind)
     }
 
+    /// Does an object of `size` bytes need a `kind` digest? Hash signatures name their size, so
+    /// most objects need none but the SHA-256 the processor computes anyway.
+    pub fn needs_for_size(&self, kind: HashKind, size: u64) -> bool {
+        self.hashes.iter().any(|((k, _), entries)| {
+            *k == kind && entries.iter().any(|(s, _)| s.is_none_or(|s| s == size))
+        })
+    }
+
     fn add_hash(&mut self, line: &str) -> Result<(), String> {
         let mut fields = line.splitn(3, ':');
         let (Some(hash), Some(size), Some(name)) = (fields.next(), fields.next(), fields.next())
