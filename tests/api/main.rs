@@ -2,6 +2,7 @@
 
 mod auth;
 mod bad_input;
+mod corpus;
 mod events;
 mod multipart;
 mod pipeline;

@@ -3,97 +3,10 @@
 //! is named below with the documented reason; each file pydicom refuses is refused too, or named.
 //! Every file is also fed in several chunkings, which must not change the result.
 
-use local_stack::emulator::repo_root;
+use clinflow_tests::reference::{corpus, ours, reference, DOCUMENTED};
 use serde_json::Value;
 use shared::dicom::{parse_header, DicomHeader, HeaderParser};
 use std::collections::BTreeMap;
-use std::process::Command;
-
-fn python() -> std::path::PathBuf {
-    repo_root().join(".venv/bin/python")
-}
-
-fn script() -> std::path::PathBuf {
-    repo_root().join("scripts/dicom_reference.py")
-}
-
-pub fn corpus() -> Vec<String> {
-    let out = Command::new(python())
-        .arg(script())
-        .arg("--list")
-        .output()
-        .expect("python (make setup)");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-pub fn reference(files: &[String]) -> BTreeMap<String, Value> {
-    let out = Command::new(python())
-        .arg(script())
-        .args(files)
-        .output()
-        .expect("python");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (v["file"].as_str().unwrap().to_owned(), v)
-        })
-        .collect()
-}
-
-fn ours(h: &DicomHeader) -> BTreeMap<&'static str, Value> {
-    let s = |v: &Option<String>| v.clone().map(Value::String).unwrap_or(Value::Null);
-    let i = |v: Option<i64>| v.map(Value::from).unwrap_or(Value::Null);
-    BTreeMap::from([
-        ("transferSyntax", s(&h.transfer_syntax)),
-        ("SOPClassUID", s(&h.sop_class_uid)),
-        ("SOPInstanceUID", s(&h.sop_instance_uid)),
-        ("PatientID", s(&h.patient_id)),
-        ("StudyInstanceUID", s(&h.study_instance_uid)),
-        ("SeriesInstanceUID", s(&h.series_instance_uid)),
-        ("Modality", s(&h.modality)),
-        ("StudyDate", s(&h.study_date)),
-        ("StudyTime", s(&h.study_time)),
-        ("BodyPartExamined", s(&h.body_part_examined)),
-        ("Manufacturer", s(&h.manufacturer)),
-        ("SeriesNumber", i(h.series_number)),
-        ("InstanceNumber", i(h.instance_number)),
-        ("NumberOfFrames", i(h.number_of_frames)),
-        ("Rows", i(h.rows.map(i64::from))),
-        ("Columns", i(h.columns.map(i64::from))),
-        (
-            "pixelData",
-            h.pixel_data
-                .map(|p| serde_json::json!({"length": p.length, "encapsulated": p.encapsulated}))
-                .unwrap_or(Value::Null),
-        ),
-    ])
-}
-
-/// Files pydicom reads (leniently: it pads what is missing) that the parser refuses, with why.
-/// A truncated upload is quarantined with the defect named, never half-accepted.
-const DOCUMENTED: &[(&str, &str)] = &[
-    // Pixel data shorter than its fragments say.
-    (
-        "emri_small_jpeg_2k_lossless_too_short.dcm",
-        "malformed: truncated: the object ends inside encapsulated pixel data",
-    ),
-    // Pixel data declared 8192 bytes, 8130 present.
-    (
-        "MR_truncated.dcm",
-        "malformed: (7FE0,0010) at byte 1500 claims 8192 bytes but only 8130 remain",
-    ),
-    // A sequence declared longer than the file.
-    (
-        "rtplan_truncated.dcm",
-        "malformed: (300A,00B0) at byte 1418 claims 976 bytes but only 711 remain",
-    ),
-];
 
 fn chunked(bytes: &[u8], chunk: usize) -> Result<DicomHeader, shared::dicom::DicomError> {
     let mut p = HeaderParser::new(bytes.len() as u64);

@@ -1,6 +1,8 @@
 //! `spawn_app()`: a fresh local stack per test — its own stack name, so its own tables, queues and
 //! bucket — on one emulator per test process (moto on a free loopback port, or `AWS_ENDPOINT_URL`).
 
+pub mod reference;
+
 use local_stack::emulator::{repo_root, Emulator};
 use local_stack::{LocalStack, Options, DEMO_SUBJECTS};
 use serde_json::Value;
@@ -46,6 +48,14 @@ pub async fn spawn_pipeline(parameters: &[(&str, &str)]) -> TestApp {
 }
 
 async fn spawn(parameters: &[(&str, &str)], pollers: bool) -> TestApp {
+    // What the functions warn about shows in a failing test's output (RUST_LOG for more).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
     let stack_name = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let options = Options {
         stack_name,

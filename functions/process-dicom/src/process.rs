@@ -522,10 +522,21 @@ fn decide(upload: &Upload, inspection: &Inspection) -> Decision {
     }
     match &inspection.dicom {
         Err(e) => Decision::Quarantine(e.reason()),
-        Ok(h) if h.sop_instance_uid.as_deref().unwrap_or("").is_empty() => {
-            Decision::Quarantine("malformed: no SOP Instance UID".into())
+        Ok(h) => {
+            // An instance is indexed by these (Type 1 in every image IOD): without one it cannot be.
+            let identifiers = [
+                (&h.sop_instance_uid, "SOP Instance UID (0008,0018)"),
+                (&h.study_instance_uid, "Study Instance UID (0020,000D)"),
+                (&h.series_instance_uid, "Series Instance UID (0020,000E)"),
+            ];
+            match identifiers
+                .iter()
+                .find(|(v, _)| v.as_deref().unwrap_or("").is_empty())
+            {
+                Some((_, what)) => Decision::Quarantine(format!("malformed: no {what}")),
+                None => Decision::Accept,
+            }
         }
-        Ok(_) => Decision::Accept,
     }
 }
 
