@@ -48,26 +48,47 @@ for k,v in json.load(sys.stdin)['upload']['headers'].items():
 url=$(echo "$created" | json "['upload']['url']")
 curl -sS -X PUT --data-binary @"$file" "${curl_args[@]}" -o /dev/null -w 'S3 answered %{http_code}\n' "$url"
 
-step "GET /v1/uploads/$upload_id: the record shows the upload received"
-curl -sS "$api/v1/uploads/$upload_id" -H "authorization: Bearer $token" | "$py" -m json.tool
+step "S3 → ingest queue → process-dicom: SHA-256, malware scan and DICOM header in one streaming pass"
+for _ in $(seq 1 100); do
+  record=$(curl -sS "$api/v1/uploads/$upload_id" -H "authorization: Bearer $token")
+  status=$(echo "$record" | json "['status']")
+  case "$status" in PROCESSED|QUARANTINED|FAILED) break ;; esac
+  sleep 0.2
+done
+echo "GET /v1/uploads/$upload_id"
+echo "$record" | "$py" -m json.tool
 
-step "S3 told the ingest queue (process-dicom, the next stage, will consume it)"
+step "Outcomes published for the next stage (imaging-events queue)"
 aws=$(grep -o 'aws=[^ ]*' "$log" | head -n 1 | cut -d= -f2)
 AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing} \
 "$py" - "$aws" "${CLINFLOW_STACK_NAME:-clinflow-local}-" <<'PY'
-import sys, time, boto3
+import sys, boto3
 sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1")
-for _ in range(20):
-    counts = {}
-    for url in sqs.list_queues(QueueNamePrefix=sys.argv[2]).get("QueueUrls", []):
-        a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
-        counts[url.rsplit("/", 1)[1]] = int(a["Attributes"]["ApproximateNumberOfMessages"])
-    if any(n >= 2 for n in counts.values()):
-        break
-    time.sleep(0.25)
-for name, n in sorted(counts.items()):
-    print(f"  {name}: {n} message(s) waiting (moto's s3:TestEvent, then the ObjectCreated event)" if n else f"  {name}: empty")
+for url in sqs.list_queues(QueueNamePrefix=sys.argv[2]).get("QueueUrls", []):
+    a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    print(f"  {url.rsplit('/', 1)[1]}: {a['Attributes']['ApproximateNumberOfMessages']} message(s) waiting")
 PY
+
+step "An EICAR test file declared as DICOM is quarantined, never accepted"
+eicar_file="$log.eicar"
+printf '%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*' > "$eicar_file"
+esha=$(sha256sum "$eicar_file" | cut -d' ' -f1)
+ecreated=$(curl -sS -X POST "$api/v1/uploads" -H "authorization: Bearer $token" -H 'content-type: application/json' \
+  -d "{\"subjectId\":\"SUBJ-0001\",\"fileName\":\"suspicious.dcm\",\"contentType\":\"application/dicom\",\"sizeBytes\":68,\"sha256\":\"$esha\"}")
+eid=$(echo "$ecreated" | json "['uploadId']")
+eargs=()
+while IFS= read -r h; do eargs+=(-H "$h"); done < <(echo "$ecreated" | "$py" -c "
+import json,sys
+for k,v in json.load(sys.stdin)['upload']['headers'].items():
+    if k != 'content-length': print(f'{k}: {v}')")
+curl -sS -X PUT --data-binary @"$eicar_file" "${eargs[@]}" -o /dev/null "$(echo "$ecreated" | json "['upload']['url']")"
+for _ in $(seq 1 100); do
+  erecord=$(curl -sS "$api/v1/uploads/$eid" -H "authorization: Bearer $token")
+  case "$(echo "$erecord" | json "['status']")" in PROCESSED|QUARANTINED|FAILED) break ;; esac
+  sleep 0.2
+done
+echo "$erecord" | "$py" -c "import json,sys; d=json.load(sys.stdin); print('  status:', d['status'], '| reason:', d.get('statusReason'), '| now at:', d.get('processing', {}).get('objectKey'))"
+rm -f "$eicar_file"
 
 step "A monitor at another site cannot see it (404, existence does not leak)"
 other=$("$bin" token --role monitor --sites SITE-LYN-02 | tail -n 1)

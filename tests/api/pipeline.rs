@@ -351,3 +351,36 @@ async fn a_multipart_upload_is_processed_once_despite_its_two_events() {
         "{events:?}"
     );
 }
+
+#[tokio::test]
+async fn a_message_that_cannot_finish_before_the_deadline_goes_back_untouched() {
+    let app = spawn_app().await;
+    let file = dicom_file("CT_small.dcm");
+    let created = app.upload(&declared(&file), &file).await;
+    let id = created["uploadId"].as_str().unwrap();
+    let notification = app
+        .drain_queue("IngestQueue", 5)
+        .await
+        .into_iter()
+        .find(|m| m.get("Records").is_some())
+        .expect("the S3 event");
+    let mut event = sqs_event(&[&notification, &notification]);
+    // 5 s left: less than the margin the template keeps (20 s).
+    event.context.deadline = chrono::Utc::now().timestamp_millis() as u64 + 5_000;
+    let response = processor(&app).invoke(event).await.unwrap();
+    assert_eq!(response.batch_item_failures.len(), 2, "both handed back");
+    let record = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
+    assert_eq!(record.body["status"], "RECEIVED", "nothing half-done");
+    assert_eq!(
+        app.item_count("IdempotencyTable").await,
+        0,
+        "no claim left behind"
+    );
+    // With time, the same message is processed.
+    let done = processor(&app)
+        .invoke(sqs_event(&[&notification]))
+        .await
+        .unwrap();
+    assert!(done.batch_item_failures.is_empty());
+    assert_eq!(app.wait_processed(id).await["status"], "PROCESSED");
+}
