@@ -27,58 +27,12 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn header(pixel_bytes: u64) -> Vec<u8> {
-    fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
-        let mut value = value.to_vec();
-        if value.len() % 2 == 1 {
-            value.push(if vr == b"UI" { 0 } else { b' ' });
-        }
-        out.extend_from_slice(&group.to_le_bytes());
-        out.extend_from_slice(&elem.to_le_bytes());
-        out.extend_from_slice(vr);
-        if matches!(vr, b"OB" | b"OW") {
-            out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        } else {
-            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        }
-        out.extend_from_slice(&value);
-    }
-    let mut meta = Vec::new();
-    element(&mut meta, 0x0002, 0x0001, b"OB", &[0, 1]);
-    element(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1");
-    let mut out = vec![0u8; 128];
-    out.extend_from_slice(b"DICM");
-    element(
-        &mut out,
-        0x0002,
-        0x0000,
-        b"UL",
-        &(meta.len() as u32).to_le_bytes(),
-    );
-    out.extend_from_slice(&meta);
-    element(
-        &mut out,
-        0x0008,
-        0x0018,
-        b"UI",
-        b"1.2.826.0.1.3680043.10.999.9.1",
-    );
-    element(&mut out, 0x0008, 0x0060, b"CS", b"MR");
-    element(&mut out, 0x0028, 0x0008, b"IS", b"1024");
-    out.extend_from_slice(&0x7FE0u16.to_le_bytes());
-    out.extend_from_slice(&0x0010u16.to_le_bytes());
-    out.extend_from_slice(b"OW\0\0");
-    out.extend_from_slice(&(pixel_bytes as u32).to_le_bytes());
-    out
-}
-
 fn large_file(mib: u64) -> PathBuf {
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("synthetic-{mib}MiB.dcm"));
     let pixel = mib * MIB;
-    let head = header(pixel);
+    let head = inspection::dicom::synthetic::header(1, pixel);
     if std::fs::metadata(&path).map(|m| m.len()).ok() == Some(head.len() as u64 + pixel) {
         return path;
     }

@@ -2,7 +2,7 @@
 //! process-dicom. Each file pydicom reads is PROCESSED with the attributes pydicom reads (or
 //! quarantined with the documented defect); each file pydicom refuses is QUARANTINED.
 
-use clinflow_tests::reference::{corpus, ours, reference, DOCUMENTED};
+use clinflow_tests::reference::{corpus, differences, reference, DOCUMENTED};
 use clinflow_tests::*;
 use serde_json::Value;
 use shared::dicom::DicomHeader;
@@ -40,18 +40,7 @@ async fn the_whole_corpus_goes_through_the_pipeline_and_agrees_with_pydicom() {
             (true, "PROCESSED") => {
                 let header: DicomHeader =
                     serde_json::from_value(record["processing"]["dicom"].clone()).unwrap();
-                let mine = ours(&header);
-                let theirs = r["fields"].as_object().unwrap();
-                let diffs: Vec<String> = mine
-                    .iter()
-                    .filter(|(k, v)| theirs.get(**k) != Some(*v))
-                    .map(|(k, v)| {
-                        format!(
-                            "{k}: ours {v} pydicom {}",
-                            theirs.get(*k).unwrap_or(&Value::Null)
-                        )
-                    })
-                    .collect();
+                let diffs = differences(&header, r);
                 if diffs.is_empty() {
                     agreed += 1;
                 } else {

@@ -212,6 +212,16 @@ async fn every_defect_is_quarantined_with_its_reason() {
     assert_eq!(quarantined, cases.len());
 }
 
+/// The S3 notification waiting on the ingest queue (consumers off), taken off the queue.
+async fn take_notification(app: &TestApp) -> Value {
+    let messages = app.drain_queue("IngestQueue", 5).await;
+    messages
+        .iter()
+        .find(|m| m.get("Records").is_some())
+        .cloned()
+        .unwrap_or_else(|| panic!("the S3 event: {messages:?}"))
+}
+
 /// The processor as the template builds it, to deliver messages by hand.
 fn processor(app: &TestApp) -> std::sync::Arc<dyn local_stack::pollers::SqsFunction> {
     let info = app
@@ -249,12 +259,7 @@ async fn duplicate_and_concurrent_deliveries_yield_one_record_and_one_transition
     let file = dicom_file("MR_small.dcm");
     let created = app.upload(&declared(&file), &file).await;
     let id = created["uploadId"].as_str().unwrap();
-    let messages = app.drain_queue("IngestQueue", 5).await;
-    let notification = messages
-        .iter()
-        .find(|m| m.get("Records").is_some())
-        .cloned()
-        .unwrap_or_else(|| panic!("the S3 event: {messages:?}"));
+    let notification = take_notification(&app).await;
     let f = processor(&app);
 
     // Twice at the same moment, in two invocations.
@@ -358,12 +363,7 @@ async fn a_message_that_cannot_finish_before_the_deadline_goes_back_untouched() 
     let file = dicom_file("CT_small.dcm");
     let created = app.upload(&declared(&file), &file).await;
     let id = created["uploadId"].as_str().unwrap();
-    let notification = app
-        .drain_queue("IngestQueue", 5)
-        .await
-        .into_iter()
-        .find(|m| m.get("Records").is_some())
-        .expect("the S3 event");
+    let notification = take_notification(&app).await;
     let mut event = sqs_event(&[&notification, &notification]);
     // 5 s left: less than the margin the template keeps (20 s).
     event.context.deadline = chrono::Utc::now().timestamp_millis() as u64 + 5_000;

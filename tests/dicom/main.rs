@@ -3,8 +3,7 @@
 //! is named below with the documented reason; each file pydicom refuses is refused too, or named.
 //! Every file is also fed in several chunkings, which must not change the result.
 
-use clinflow_tests::reference::{corpus, ours, reference, DOCUMENTED};
-use serde_json::Value;
+use clinflow_tests::reference::{corpus, differences, reference, DOCUMENTED};
 use shared::dicom::{parse_header, DicomHeader, HeaderParser};
 use std::collections::BTreeMap;
 
@@ -44,18 +43,7 @@ fn every_corpus_file_agrees_with_pydicom_or_is_documented() {
         let r = &refs[file];
         match (r["ok"].as_bool().unwrap(), &parsed) {
             (true, Ok(h)) => {
-                let mine = ours(h);
-                let theirs = r["fields"].as_object().unwrap();
-                let diffs: Vec<String> = mine
-                    .iter()
-                    .filter(|(k, v)| theirs.get(**k) != Some(*v))
-                    .map(|(k, v)| {
-                        format!(
-                            "{k}: ours {v} pydicom {}",
-                            theirs.get(*k).unwrap_or(&Value::Null)
-                        )
-                    })
-                    .collect();
+                let diffs = differences(h, r);
                 if diffs.is_empty() {
                     agreed += 1;
                 } else {

@@ -443,80 +443,7 @@ pub fn synthetic_dicom(instance: u32, pixel_bytes: usize, seed: u8) -> Vec<u8> {
 
 /// Everything of [`synthetic_dicom`] up to and including the Pixel Data element header.
 pub fn synthetic_dicom_header(instance: u32, pixel_bytes: u64) -> Vec<u8> {
-    fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
-        let mut value = value.to_vec();
-        if value.len() % 2 == 1 {
-            value.push(if vr == b"UI" || vr == b"OB" { 0 } else { b' ' });
-        }
-        out.extend_from_slice(&group.to_le_bytes());
-        out.extend_from_slice(&elem.to_le_bytes());
-        out.extend_from_slice(vr);
-        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
-            out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        } else {
-            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        }
-        out.extend_from_slice(&value);
-    }
-    let sop_class = b"1.2.840.10008.5.1.4.1.1.4";
-    let sop = format!("1.2.826.0.1.3680043.10.999.1.{instance}");
-    let mut meta = Vec::new();
-    element(&mut meta, 0x0002, 0x0001, b"OB", &[0, 1]);
-    element(&mut meta, 0x0002, 0x0002, b"UI", sop_class);
-    element(&mut meta, 0x0002, 0x0003, b"UI", sop.as_bytes());
-    element(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1");
-    element(
-        &mut meta,
-        0x0002,
-        0x0012,
-        b"UI",
-        b"1.2.826.0.1.3680043.10.999",
-    );
-    let mut out = vec![0u8; 128];
-    out.extend_from_slice(b"DICM");
-    element(
-        &mut out,
-        0x0002,
-        0x0000,
-        b"UL",
-        &(meta.len() as u32).to_le_bytes(),
-    );
-    out.extend_from_slice(&meta);
-    element(&mut out, 0x0008, 0x0016, b"UI", sop_class);
-    element(&mut out, 0x0008, 0x0018, b"UI", sop.as_bytes());
-    element(&mut out, 0x0008, 0x0020, b"DA", b"20261127");
-    element(&mut out, 0x0008, 0x0060, b"CS", b"MR");
-    element(&mut out, 0x0010, 0x0020, b"LO", b"SUBJ-0001");
-    element(
-        &mut out,
-        0x0020,
-        0x000D,
-        b"UI",
-        b"1.2.826.0.1.3680043.10.999.2",
-    );
-    element(
-        &mut out,
-        0x0020,
-        0x000E,
-        b"UI",
-        b"1.2.826.0.1.3680043.10.999.3",
-    );
-    element(&mut out, 0x0020, 0x0011, b"IS", b"1");
-    element(
-        &mut out,
-        0x0020,
-        0x0013,
-        b"IS",
-        instance.to_string().as_bytes(),
-    );
-    element(&mut out, 0x0028, 0x0010, b"US", &512u16.to_le_bytes());
-    element(&mut out, 0x0028, 0x0011, b"US", &512u16.to_le_bytes());
-    out.extend_from_slice(&0x7FE0u16.to_le_bytes());
-    out.extend_from_slice(&0x0010u16.to_le_bytes());
-    out.extend_from_slice(b"OW\0\0");
-    out.extend_from_slice(&(pixel_bytes as u32).to_le_bytes());
-    out
+    shared::dicom::synthetic::header(instance, pixel_bytes)
 }
 
 pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
@@ -524,7 +451,8 @@ pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS
 impl TestApp {
     /// Polls the record until processing ended (PROCESSED, QUARANTINED or FAILED).
     pub async fn wait_processed(&self, upload_id: &str) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // Generous: a loaded CI machine runs every test at once, the corpus test 244 uploads.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
         loop {
             let r = self
                 .get(&format!("/v1/uploads/{upload_id}"), &self.staff())

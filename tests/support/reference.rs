@@ -91,3 +91,18 @@ pub const DOCUMENTED: &[(&str, &str)] = &[
         "malformed: (300A,00B0) at byte 1418 claims 976 bytes but only 711 remain",
     ),
 ];
+
+/// Where our header and pydicom's reading of the same file differ, one line per attribute.
+pub fn differences(h: &DicomHeader, reference: &Value) -> Vec<String> {
+    let theirs = reference["fields"].as_object().cloned().unwrap_or_default();
+    ours(h)
+        .iter()
+        .filter(|(k, v)| theirs.get(**k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: ours {v} pydicom {}",
+                theirs.get(*k).unwrap_or(&Value::Null)
+            )
+        })
+        .collect()
+}

@@ -14,6 +14,7 @@
 //! says, and decodes standard attributes stored with VR UN by their dictionary VR.
 
 mod parser;
+pub mod synthetic;
 
 pub use parser::HeaderParser;
 
