@@ -31,6 +31,16 @@ impl crate::pollers::SqsFunction for process_dicom::Processor {
     }
 }
 
+#[async_trait]
+impl crate::pollers::SqsFunction for imaging_summary::Summarizer {
+    async fn invoke(
+        &self,
+        event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>,
+    ) -> Result<aws_lambda_events::event::sqs::SqsBatchResponse, lambda_runtime::Error> {
+        self.handle(event).await
+    }
+}
+
 #[derive(Clone)]
 pub enum LocalFunction {
     Http(Arc<dyn HttpFunction>),
@@ -39,7 +49,7 @@ pub enum LocalFunction {
 }
 
 /// Every binary the local stack can run. A test checks this list against template.yaml.
-pub const BINARIES: &[&str] = &["process-dicom", "upload-url"];
+pub const BINARIES: &[&str] = &["imaging-summary", "process-dicom", "upload-url"];
 
 pub fn build(
     binary: &str,
@@ -59,6 +69,9 @@ pub fn build(
                 config, clients,
             ))))
         }
+        "imaging-summary" => Ok(LocalFunction::Sqs(Arc::new(
+            imaging_summary::Summarizer::from_env(env, clients).map_err(|e| e.to_string())?,
+        ))),
         other => Err(format!("no local handler for binary {other}")),
     }
 }

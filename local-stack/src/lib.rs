@@ -42,6 +42,9 @@ pub struct Options {
     /// Run the SQS event-source mappings and schedules (tests of one stage turn them off to watch
     /// the queues themselves).
     pub pollers: bool,
+    /// Functions (logical ids) whose queues are left unpolled even with `pollers` on (a test of
+    /// one stage watches the queue after it).
+    pub unpolled: Vec<String>,
 }
 
 impl Default for Options {
@@ -54,6 +57,7 @@ impl Default for Options {
             parameters: HashMap::new(),
             jwt_secret: jwt::dev_secret(),
             pollers: true,
+            unpolled: Vec::new(),
         }
     }
 }
@@ -219,7 +223,7 @@ impl LocalStack {
                             function_timeout: timeout,
                             wait_seconds: 1,
                         };
-                        if options.pollers {
+                        if options.pollers && !options.unpolled.contains(&f.logical_id) {
                             tasks.extend(pollers::spawn(
                                 mapping,
                                 Arc::clone(handler),

@@ -124,6 +124,31 @@ async fn every_sample_event_runs_through_its_handler() {
         binary_of(file);
     }
 
+    // imaging-summary: the sample outcome counts once, however often it comes.
+    for _ in 0..2 {
+        let (status, response) = invoke(
+            &app,
+            "imaging-summary",
+            &events["imaging-summary-upload-processed.json"],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            response["batchItemFailures"],
+            serde_json::json!([]),
+            "{response}"
+        );
+    }
+    let summary = shared::store::summary::DynamoImagingSummary::new(
+        app.stack.clients.dynamodb.clone(),
+        app.table("ImagingSummaryTable"),
+    )
+    .get("SUBJ-0001")
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(summary["instances"], 1, "{summary}");
+
     // process-dicom: the S3 test event is skipped; the sample names another bucket: skipped too.
     for file in [
         "process-dicom-s3-test-event.json",

@@ -12,7 +12,7 @@ fn declared(bytes: &[u8]) -> Value {
 
 #[tokio::test]
 async fn a_real_dicom_file_is_verified_scanned_parsed_accepted_and_published() {
-    let app = spawn_pipeline(&[]).await;
+    let app = spawn_ingest(&[]).await;
     let file = dicom_file("CT_small.dcm");
     let created = app.upload(&declared(&file), &file).await;
     let id = created["uploadId"].as_str().unwrap();
@@ -106,7 +106,7 @@ async fn a_real_dicom_file_is_verified_scanned_parsed_accepted_and_published() {
 
 #[tokio::test]
 async fn every_defect_is_quarantined_with_its_reason() {
-    let app = spawn_pipeline(&[]).await;
+    let app = spawn_ingest(&[]).await;
     let ct = dicom_file("CT_small.dcm");
     let mut with_eicar = ct.clone();
     let at = ct.len() - 1000;
@@ -329,7 +329,7 @@ async fn the_same_sop_instance_again_is_a_duplicate_or_a_flagged_new_version() {
 
 #[tokio::test]
 async fn a_multipart_upload_is_processed_once_despite_its_two_events() {
-    let app = spawn_pipeline(&[
+    let app = spawn_ingest(&[
         ("MultipartThresholdBytes", "5242880"),
         ("MultipartPartSizeBytes", "5242880"),
     ])
@@ -383,4 +383,52 @@ async fn a_message_that_cannot_finish_before_the_deadline_goes_back_untouched() 
         .unwrap();
     assert!(done.batch_item_failures.is_empty());
     assert_eq!(app.wait_processed(id).await["status"], "PROCESSED");
+}
+
+#[tokio::test]
+async fn the_subject_summary_counts_each_outcome_once() {
+    let app = spawn_pipeline(&[]).await;
+    let ct = dicom_file("CT_small.dcm");
+    let mr = dicom_file("MR_small.dcm");
+    let mut ids = Vec::new();
+    for bytes in [&ct, &mr, &EICAR.to_vec()] {
+        ids.push(
+            app.upload(&declared(bytes), bytes).await["uploadId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for id in &ids {
+        app.wait_processed(id).await;
+    }
+    let store = shared::store::summary::DynamoImagingSummary::new(
+        app.stack.clients.dynamodb.clone(),
+        app.table("ImagingSummaryTable"),
+    );
+    let expected = json!({
+        "subjectId": "SUBJ-0001", "studies": 2, "series": 2, "instances": 2,
+        "instancesByModality": {"CT": 1, "MR": 1}, "lastStudyDate": "20040826",
+        "pending": 0, "quarantined": 1,
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut summary = Value::Null;
+    while std::time::Instant::now() < deadline {
+        summary = store.get("SUBJ-0001").await.unwrap().unwrap_or(Value::Null);
+        if summary == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(summary, expected);
+    // A redelivered outcome changes nothing.
+    let again = json!({"type": "upload.processed", "uploadId": ids[0], "subjectId": "SUBJ-0001",
+        "trialId": "CLIN-DEMO-01", "siteId": "SITE-BOS-01", "instance": "new", "modality": "CT",
+        "studyInstanceUid": "x", "seriesInstanceUid": "y", "studyDate": "20991231"});
+    let applied = store
+        .apply(&serde_json::from_value(again).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(applied, shared::store::summary::Applied::AlreadyApplied);
+    assert_eq!(store.get("SUBJ-0001").await.unwrap().unwrap(), expected);
 }

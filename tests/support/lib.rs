@@ -38,16 +38,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// A stack whose template parameters are overridden, e.g. a small multipart threshold.
 pub async fn spawn_app_with(parameters: &[(&str, &str)]) -> TestApp {
-    spawn(parameters, false).await
+    spawn(parameters, false, &[]).await
 }
 
 /// The whole pipeline: API, and the queue consumers polling (presigned PUT → S3 → SQS →
 /// process-dicom → imaging events).
 pub async fn spawn_pipeline(parameters: &[(&str, &str)]) -> TestApp {
-    spawn(parameters, true).await
+    spawn(parameters, true, &[]).await
 }
 
-async fn spawn(parameters: &[(&str, &str)], pollers: bool) -> TestApp {
+/// The pipeline up to process-dicom: the imaging-events queue is left for the test to read.
+pub async fn spawn_ingest(parameters: &[(&str, &str)]) -> TestApp {
+    spawn(parameters, true, &["ImagingSummaryFunction"]).await
+}
+
+async fn spawn(parameters: &[(&str, &str)], pollers: bool, unpolled: &[&str]) -> TestApp {
     // What the functions warn about shows in a failing test's output (RUST_LOG for more).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -68,6 +73,7 @@ async fn spawn(parameters: &[(&str, &str)], pollers: bool) -> TestApp {
             .collect::<HashMap<_, _>>(),
         jwt_secret: "test-secret".into(),
         pollers,
+        unpolled: unpolled.iter().map(|s| (*s).to_owned()).collect(),
     };
     let stack = LocalStack::start(&endpoint(), options)
         .await

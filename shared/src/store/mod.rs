@@ -4,6 +4,7 @@
 pub mod dynamodb;
 pub mod s3;
 pub mod sqs;
+pub mod summary;
 
 use crate::domain::{ObjectKey, SiteId, SubjectId, TrialId, Upload, UploadId, UploadStatus};
 use async_trait::async_trait;
