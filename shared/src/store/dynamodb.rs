@@ -160,31 +160,10 @@ impl DynamoUploads {
         operation: &'static str,
         items: Vec<TransactWriteItem>,
     ) -> Result<(), StoreError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let conditional = err
-                    .as_service_error()
-                    .map(|e| match e {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) => t
-                            .cancellation_reasons()
-                            .iter()
-                            .any(|r| r.code() == Some("ConditionalCheckFailed")),
-                        _ => false,
-                    })
-                    .unwrap_or(false);
-                if conditional {
-                    Err(StoreError::Conflict(operation.to_owned()))
-                } else {
-                    Err(sdk_failure(operation, err))
-                }
-            }
+        if transact(&self.client, operation, items).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(operation.to_owned()))
         }
     }
 
@@ -201,6 +180,35 @@ impl DynamoUploads {
             .await
             .map_err(|e| sdk_failure("Query audit", e))?;
         Ok(out.items.unwrap_or_default())
+    }
+}
+
+/// One DynamoDB transaction: `Ok(true)` written, `Ok(false)` refused by one of its conditions.
+pub(crate) async fn transact(
+    client: &Client,
+    operation: &'static str,
+    items: Vec<TransactWriteItem>,
+) -> Result<bool, StoreError> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(err) => {
+            let conditional = matches!(
+                err.as_service_error(),
+                Some(TransactWriteItemsError::TransactionCanceledException(t))
+                    if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+            );
+            if conditional {
+                Ok(false)
+            } else {
+                Err(sdk_failure(operation, err))
+            }
+        }
     }
 }
 

@@ -145,27 +145,7 @@ impl DynamoImagingSummary {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(err) => {
-                let conditional = matches!(
-                    err.as_service_error(),
-                    Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t))
-                        if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-                );
-                if conditional {
-                    Ok(false)
-                } else {
-                    Err(sdk_failure("TransactWriteItems imaging summary", err))
-                }
-            }
-        }
+        super::dynamodb::transact(&self.client, "TransactWriteItems imaging summary", items).await
     }
 
     pub async fn apply(&self, e: &ImagingEvent) -> Result<Applied, StoreError> {
