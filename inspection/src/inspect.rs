@@ -100,11 +100,6 @@ impl Inspector {
         self.scan.update(&chunk).await
     }
 
-    /// Bytes seen so far.
-    pub fn position(&self) -> u64 {
-        self.size
-    }
-
     pub async fn finish(self) -> Result<Inspection, ScanError> {
         let sha256 = self.hasher.finish()?;
         let verdict = self.scan.finish(&sha256).await?;

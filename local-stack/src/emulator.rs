@@ -20,8 +20,6 @@ pub enum EmulatorError {
 
 pub struct Emulator {
     pub endpoint: String,
-    /// True when this process started the emulator (and stops it on drop).
-    pub owned: bool,
     child: Option<Child>,
     /// The watchdog reads this pipe; when it closes (drop, or this process dies) moto is stopped.
     lifeline: Option<ChildStdin>,
@@ -57,7 +55,6 @@ impl Emulator {
         match std::env::var("AWS_ENDPOINT_URL") {
             Ok(endpoint) if !endpoint.is_empty() => Ok(Self {
                 endpoint,
-                owned: false,
                 child: None,
                 lifeline: None,
             }),
@@ -132,7 +129,6 @@ cat >/dev/null
         }
         Ok(Self {
             endpoint,
-            owned: true,
             child: Some(child),
             lifeline,
         })

@@ -222,6 +222,15 @@ async fn take_notification(app: &TestApp) -> Value {
         .unwrap_or_else(|| panic!("the S3 event: {messages:?}"))
 }
 
+/// An upload of a real DICOM file, PUT, its S3 notification taken off the ingest queue (consumers
+/// off): (upload id, notification).
+async fn staged(app: &TestApp, name: &str) -> (String, Value) {
+    let file = dicom_file(name);
+    let created = app.upload(&declared(&file), &file).await;
+    let id = created["uploadId"].as_str().unwrap().to_owned();
+    (id, take_notification(app).await)
+}
+
 /// The processor as the template builds it, to deliver messages by hand.
 fn processor(app: &TestApp) -> std::sync::Arc<dyn local_stack::pollers::SqsFunction> {
     let info = app
@@ -256,10 +265,8 @@ fn sqs_event(
 async fn duplicate_and_concurrent_deliveries_yield_one_record_and_one_transition() {
     // Consumers off: this test is the consumer.
     let app = spawn_app().await;
-    let file = dicom_file("MR_small.dcm");
-    let created = app.upload(&declared(&file), &file).await;
-    let id = created["uploadId"].as_str().unwrap();
-    let notification = take_notification(&app).await;
+    let (id, notification) = staged(&app, "MR_small.dcm").await;
+    let id = id.as_str();
     let f = processor(&app);
 
     // Twice at the same moment, in two invocations.
@@ -360,10 +367,8 @@ async fn a_multipart_upload_is_processed_once_despite_its_two_events() {
 #[tokio::test]
 async fn a_message_that_cannot_finish_before_the_deadline_goes_back_untouched() {
     let app = spawn_app().await;
-    let file = dicom_file("CT_small.dcm");
-    let created = app.upload(&declared(&file), &file).await;
-    let id = created["uploadId"].as_str().unwrap();
-    let notification = take_notification(&app).await;
+    let (id, notification) = staged(&app, "CT_small.dcm").await;
+    let id = id.as_str();
     let mut event = sqs_event(&[&notification, &notification]);
     // 5 s left: less than the margin the template keeps (20 s).
     event.context.deadline = chrono::Utc::now().timestamp_millis() as u64 + 5_000;

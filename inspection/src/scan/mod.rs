@@ -59,10 +59,6 @@ impl BuiltinScanner {
         })
     }
 
-    pub fn engine(&self) -> &engine::Engine {
-        &self.engine
-    }
-
     /// A scan of the engine alone (benchmarks).
     pub fn engine_scan(&self, size: u64) -> engine::EngineScan {
         self.engine.scan(size)

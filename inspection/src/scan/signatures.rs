@@ -111,10 +111,6 @@ impl SignatureDb {
         self.hashes.is_empty() && self.bodies.is_empty()
     }
 
-    pub fn needs(&self, kind: HashKind) -> bool {
-        self.hashes.keys().any(|(k, _)| *k == kind)
-    }
-
     /// Does an object of `size` bytes need a `kind` digest? Hash signatures name their size, so
     /// most objects need none but the SHA-256 the processor computes anyway.
     pub fn needs_for_size(&self, kind: HashKind, size: u64) -> bool {
@@ -362,7 +358,11 @@ mod tests {
         assert_eq!(db.hashes.len(), 2);
         assert_eq!(db.bodies.len(), 2);
         assert_eq!(db.skipped.len(), 4, "{:?}", db.skipped);
-        assert!(db.needs(HashKind::Md5) && db.needs(HashKind::Sha256) && !db.needs(HashKind::Sha1));
+        assert!(
+            db.needs_for_size(HashKind::Md5, 68)
+                && db.needs_for_size(HashKind::Sha256, 1)
+                && !db.needs_for_size(HashKind::Sha1, 68)
+        );
         assert!(db.add_file("t.ldb", "x").is_err());
     }
 }
