@@ -1,6 +1,6 @@
 # The two commands: `make dev` runs the system locally and walks its main job; `make test` runs
 # everything CI runs.
-.PHONY: dev test setup token lint build clean
+.PHONY: dev test setup token lint build bench clean
 
 dev:
 	@bash scripts/dev.sh
@@ -13,6 +13,10 @@ setup:
 
 build:
 	cargo build --workspace
+
+# The benchmarks (README, Performance): the inspector beside openssl, peak RSS, header parse beside pydicom.
+bench:
+	cargo run --release --locked -p clinflow-benchmarks
 
 lint:
 	cargo fmt --all -- --check

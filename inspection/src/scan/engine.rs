@@ -1,12 +1,17 @@
-//! The built-in scanning engine: every body signature's segments are found in one multi-pattern
-//! pass (Aho-Corasick over each segment's longest exact run), verified around each hit, and chained
-//! through their gaps; hash signatures are looked up once the stream ends. Memory is bounded by the
-//! longest segment plus one chunk, whatever the object's size.
+//! The built-in scanning engine: every body signature's segments are anchored by their longest
+//! exact run. A q-gram [`filter`](super::filter) reads every byte and names the few places where an
+//! anchor may be; only the bytes around those go through one Aho-Corasick automaton over all the
+//! anchors, and each anchor found is verified against its whole segment and chained to the
+//! signature's other segments through their gaps. Hash signatures are looked up once the stream
+//! ends. The chunks are searched where they lie; memory is bounded by the longest segment, whatever
+//! the object's size.
 
+use super::filter::{FilterState, QgramFilter, REACH};
 use super::signatures::{BodySignature, ByteClass, Gap, HashKind, Offset, SignatureDb};
 use super::Verdict;
 use aho_corasick::{AhoCorasick, MatchKind};
 use md5::Digest as _;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Which segment of which signature an Aho-Corasick pattern anchors, and where in the segment.
@@ -20,14 +25,11 @@ struct Anchor {
 /// A compiled database.
 pub struct Engine {
     db: Arc<SignatureDb>,
-    matcher: Option<AhoCorasick>,
+    matcher: Option<(AhoCorasick, QgramFilter)>,
     anchors: Vec<Anchor>,
     longest_segment: usize,
     longest_anchor: usize,
 }
-
-/// Up to this many anchors the matcher is a full DFA.
-const MAX_DFA_PATTERNS: usize = 5_000;
 
 /// End positions kept per (signature, segment) for bounded gaps.
 const MAX_ENDS: usize = 64;
@@ -78,18 +80,15 @@ impl Engine {
         let matcher = if patterns.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    // A full DFA is the fastest automaton; past some thousands of patterns its memory
-                    // grows too much, and the crate's own choice (an NFA) is used instead.
-                    .kind(
-                        (patterns.len() <= MAX_DFA_PATTERNS)
-                            .then_some(aho_corasick::AhoCorasickKind::DFA),
-                    )
-                    .build(&patterns)
-                    .map_err(|e| e.to_string())?,
-            )
+            let automaton = AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                // The filter keeps most bytes away from the automaton, so its memory matters more
+                // than its speed: a contiguous NFA, a fraction of a full DFA's size.
+                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+                .build(&patterns)
+                .map_err(|e| e.to_string())?;
+            let filter = QgramFilter::new(patterns.iter().map(Vec::as_slice));
+            Some((automaton, filter))
         };
         Ok(Self {
             db: Arc::new(db),
@@ -102,6 +101,12 @@ impl Engine {
 
     pub fn db(&self) -> &SignatureDb {
         &self.db
+    }
+
+    /// Bytes kept from one chunk to the next: enough for any segment to be verified, and for a
+    /// search region to restart an anchor's length back.
+    fn keep(&self) -> usize {
+        self.longest_segment + self.longest_anchor + REACH as usize + 1
     }
 
     /// Starts scanning an object of `size` bytes (the size fixes `EOF-n` offsets).
@@ -121,11 +126,14 @@ impl Engine {
                 .db
                 .needs_for_size(HashKind::Sha1, size)
                 .then(sha1::Sha1::new),
+            filter: self.matcher.as_ref().map(|(_, f)| f.start()),
             engine: Arc::clone(self),
             size,
-            window: Vec::new(),
-            window_start: 0,
+            tail: Vec::new(),
             pos: 0,
+            fires: Vec::new(),
+            open: None,
+            reported_until: 0,
             pending: Vec::new(),
             found: None,
         }
@@ -144,16 +152,51 @@ struct Candidate {
 pub struct EngineScan {
     engine: Arc<Engine>,
     size: u64,
-    /// The bytes `[window_start, pos)`: at least the longest segment back.
-    window: Vec<u8>,
-    window_start: u64,
+    filter: Option<FilterState>,
+    /// The last bytes before `pos` (at most [`Engine::keep`]).
+    tail: Vec<u8>,
     pos: u64,
+    /// Positions the filter named in the current chunk.
+    fires: Vec<u64>,
+    /// A search region `[start, end)` whose end has not arrived yet.
+    open: Option<(u64, u64)>,
+    /// Anchor matches ending at or before this were reported by an earlier search.
+    reported_until: u64,
     pending: Vec<Candidate>,
     /// progress[signature][segment]: end positions where segments 0..=segment matched in order.
     progress: Vec<Vec<Vec<u64>>>,
     md5: Option<md5::Md5>,
     sha1: Option<sha1::Sha1>,
     found: Option<String>,
+}
+
+/// The bytes a scan can see: the kept tail, then the current chunk.
+struct View<'a> {
+    tail: &'a [u8],
+    chunk: &'a [u8],
+    /// The object offset of `chunk[0]`.
+    at: u64,
+}
+
+impl<'a> View<'a> {
+    /// Bytes `[from, to)` of the object, in place when they lie in one piece.
+    fn get(&self, from: u64, to: u64) -> Option<Cow<'a, [u8]>> {
+        let tail_start = self.at.checked_sub(self.tail.len() as u64)?;
+        if from < tail_start || to > self.at + self.chunk.len() as u64 || from > to {
+            return None;
+        }
+        if from >= self.at {
+            let (a, b) = ((from - self.at) as usize, (to - self.at) as usize);
+            return Some(Cow::Borrowed(&self.chunk[a..b]));
+        }
+        let a = (from - tail_start) as usize;
+        if to <= self.at {
+            return Some(Cow::Borrowed(&self.tail[a..(to - tail_start) as usize]));
+        }
+        let mut joined = self.tail[a..].to_vec();
+        joined.extend_from_slice(&self.chunk[..(to - self.at) as usize]);
+        Some(Cow::Owned(joined))
+    }
 }
 
 impl EngineScan {
@@ -164,30 +207,90 @@ impl EngineScan {
         if let Some(h) = &mut self.sha1 {
             h.update(chunk);
         }
-        if self.found.is_some() || chunk.is_empty() {
-            self.pos += chunk.len() as u64;
-            return;
-        }
         let engine = Arc::clone(&self.engine);
-        let Some(matcher) = &engine.matcher else {
+        let (Some((automaton, filter)), Some(state), None) =
+            (&engine.matcher, &mut self.filter, &self.found)
+        else {
             self.pos += chunk.len() as u64;
             return;
         };
-        let previous_end = self.pos;
-        self.window.extend_from_slice(chunk);
-        self.pos += chunk.len() as u64;
-        // Search from where a match could still end in the new bytes.
-        let from = (previous_end - self.window_start)
-            .saturating_sub(engine.longest_anchor.saturating_sub(1) as u64)
-            as usize;
-        for m in matcher.find_overlapping_iter(&self.window[from..]) {
-            let abs_end = self.window_start + (from + m.end()) as u64;
-            if abs_end <= previous_end {
+        let at = self.pos;
+        let end = at + chunk.len() as u64;
+        self.fires.clear();
+        filter.run(state, chunk, at, &mut self.fires);
+        let tail = std::mem::take(&mut self.tail);
+        let view = View {
+            tail: &tail,
+            chunk,
+            at,
+        };
+        // Each named position opens a region where an anchor may lie: from REACH bytes before it
+        // to an anchor's length after. Overlapping regions merge; a region is searched once all its
+        // bytes are here, or as far as they are, to resume an anchor's length back.
+        let reach = engine.longest_anchor as u64 + 1;
+        let fires = std::mem::take(&mut self.fires);
+        for &e in &fires {
+            let region = (e.saturating_sub(REACH), e + reach);
+            match self.open {
+                Some((s, t)) if region.0 <= t => self.open = Some((s, t.max(region.1))),
+                Some(done) => {
+                    self.search(&engine, automaton, &view, done);
+                    self.open = Some(region);
+                }
+                None => self.open = Some(region),
+            }
+        }
+        self.fires = fires;
+        if let Some((s, t)) = self.open {
+            self.search(&engine, automaton, &view, (s, t.min(end)));
+            self.open = (t > end).then(|| (end.saturating_sub(engine.longest_anchor as u64), t));
+            self.reported_until = end;
+        }
+        self.pos = end;
+        // Verify, in order of end, every candidate whose bytes are all here.
+        let (mut ready, waiting): (Vec<Candidate>, Vec<Candidate>) =
+            self.pending.drain(..).partition(|c| c.end <= end);
+        self.pending = waiting;
+        ready.sort_by_key(|c| (c.end, c.segment));
+        for c in ready {
+            if self.found.is_some() {
+                break;
+            }
+            self.check(&engine, &view, c);
+        }
+        // Keep the last bytes for the next chunk.
+        let keep = engine.keep();
+        let mut tail = tail;
+        if chunk.len() >= keep {
+            tail.clear();
+            tail.extend_from_slice(&chunk[chunk.len() - keep..]);
+        } else {
+            tail.extend_from_slice(chunk);
+            let cut = tail.len().saturating_sub(keep);
+            tail.drain(..cut);
+        }
+        self.tail = tail;
+    }
+
+    /// Runs the automaton over `[from, to)` and queues a candidate for every anchor found there
+    /// that no earlier search reported.
+    fn search(
+        &mut self,
+        engine: &Engine,
+        automaton: &AhoCorasick,
+        view: &View,
+        (from, to): (u64, u64),
+    ) {
+        let Some(bytes) = view.get(from, to) else {
+            return;
+        };
+        for m in automaton.find_overlapping_iter(&*bytes) {
+            let abs_end = from + m.end() as u64;
+            if abs_end <= self.reported_until {
                 continue;
             }
             let anchor = engine.anchors[m.pattern().as_usize()];
-            let abs_start = self.window_start + (from + m.start()) as u64;
-            let Some(start) = abs_start.checked_sub(anchor.at as u64) else {
+            let Some(start) = (from + m.start() as u64).checked_sub(anchor.at as u64) else {
                 continue;
             };
             let len = engine.db.bodies[anchor.signature].segments[anchor.segment].len() as u64;
@@ -198,48 +301,19 @@ impl EngineScan {
                 end: start + len,
             });
         }
-        // Verify, in order of end, every candidate whose bytes are all here.
-        let pos = self.pos;
-        let (mut ready, waiting): (Vec<Candidate>, Vec<Candidate>) =
-            self.pending.drain(..).partition(|c| c.end <= pos);
-        self.pending = waiting;
-        ready.sort_by_key(|c| (c.end, c.segment));
-        for c in ready {
-            if self.found.is_some() {
-                break;
-            }
-            self.check(&engine, c);
-        }
-        // Keep what a future candidate may need: the longest segment back from the oldest pending
-        // start, and at least the longest segment before the end.
-        let keep_from = self
-            .pending
-            .iter()
-            .map(|c| c.start)
-            .min()
-            .unwrap_or(u64::MAX)
-            .min(
-                self.pos
-                    .saturating_sub(engine.longest_segment as u64 + engine.longest_anchor as u64),
-            );
-        if keep_from > self.window_start {
-            let cut = ((keep_from - self.window_start) as usize).min(self.window.len());
-            self.window.drain(..cut);
-            self.window_start += cut as u64;
-        }
     }
 
-    fn check(&mut self, engine: &Engine, c: Candidate) {
-        if c.start < self.window_start {
-            return;
-        }
+    fn check(&mut self, engine: &Engine, view: &View, c: Candidate) {
         let sig: &BodySignature = &engine.db.bodies[c.signature];
         let seg = &sig.segments[c.segment];
-        let from = (c.start - self.window_start) as usize;
-        let Some(bytes) = self.window.get(from..from + seg.len()) else {
+        let Some(bytes) = view.get(c.start, c.end) else {
             return;
         };
-        if !seg.iter().zip(bytes).all(|(class, b)| class.matches(*b)) {
+        if !seg
+            .iter()
+            .zip(bytes.iter())
+            .all(|(class, b)| class.matches(*b))
+        {
             return;
         }
         let placed = if c.segment == 0 {
@@ -423,5 +497,82 @@ mod tests {
         let mut data = vec![b'.'; 1 << 16];
         data.extend_from_slice(b"pattern-number-01234");
         assert_eq!(infected(&scan(&e, &data, 1000)), Some("Sig1234"));
+    }
+
+    /// The engine against brute force: random single-segment signatures (exact bytes, `??`, nibbles,
+    /// alternatives; anchors from 1 to 20 bytes) over random data on a four-letter alphabet, so
+    /// near-misses abound; every chunking must give the brute-force answer.
+    #[test]
+    fn agrees_with_brute_force_at_every_chunking() {
+        let mut x = 0x853C_49E6_748F_EA9Bu64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let alphabet = b"ACGT";
+        let (mut hits, mut misses) = (0, 0);
+        for trial in 0..300 {
+            // A signature: some runs of exact letters with single wildcards between them.
+            let mut hex = String::new();
+            let mut classes: Vec<Box<dyn Fn(u8) -> bool>> = Vec::new();
+            for run in 0..=next(3) {
+                if run > 0 {
+                    match next(3) {
+                        0 => {
+                            hex.push_str("??");
+                            classes.push(Box::new(|_| true));
+                        }
+                        1 => {
+                            // ?N: low nibble of 'C' (0x43) or 'G' (0x47) etc.
+                            let b = alphabet[next(4) as usize];
+                            hex.push_str(&format!("?{:x}", b & 0x0f));
+                            classes.push(Box::new(move |c| c & 0x0f == b & 0x0f));
+                        }
+                        _ => {
+                            let (a, b) = (alphabet[next(4) as usize], alphabet[next(4) as usize]);
+                            hex.push_str(&format!("({a:02x}|{b:02x})"));
+                            classes.push(Box::new(move |c| c == a || c == b));
+                        }
+                    }
+                }
+                for _ in 0..1 + next(if trial % 3 == 0 { 3 } else { 12 }) {
+                    let b = alphabet[next(4) as usize];
+                    hex.push_str(&format!("{b:02x}"));
+                    classes.push(Box::new(move |c| c == b));
+                }
+            }
+            let mut data: Vec<u8> = (0..2_000 + next(3_000))
+                .map(|_| alphabet[next(4) as usize])
+                .collect();
+            // Half the time, plant one occurrence at a random place (edges included).
+            if next(2) == 0 {
+                let at = match next(4) {
+                    0 => 0,
+                    1 => data.len() - classes.len(),
+                    _ => next((data.len() - classes.len()) as u64) as usize,
+                };
+                for (i, class) in classes.iter().enumerate() {
+                    while !class(data[at + i]) {
+                        data[at + i] = alphabet[next(4) as usize];
+                    }
+                }
+            }
+            let want = data
+                .windows(classes.len())
+                .any(|w| classes.iter().zip(w).all(|(c, b)| c(*b)));
+            let e = engine(&format!("Random:0:*:{hex}"), "");
+            for chunk in [1, 2, 5, 8, 9, 17, 64, 1000, 1 << 20] {
+                let got = infected(&scan(&e, &data, chunk)).is_some();
+                assert_eq!(got, want, "trial {trial} signature {hex} chunk {chunk}");
+            }
+            if want {
+                hits += 1;
+            } else {
+                misses += 1;
+            }
+        }
+        assert!(hits > 100 && misses > 50, "{hits} hits, {misses} misses");
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod clamd;
 pub mod engine;
+pub mod filter;
 pub mod signatures;
 
 use async_trait::async_trait;

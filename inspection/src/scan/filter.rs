@@ -1,0 +1,232 @@
+//! The scan's prefilter: a bit-parallel shift-or over 2-byte q-grams, the idea of ClamAV's
+//! `filtering.c`. It reads every byte of the object once, eight positions per step, and names the
+//! few positions where an anchor may end; only the bytes around those go through the Aho-Corasick
+//! automaton. It never misses an anchor (a position it does not name holds none); it may name
+//! positions that hold none, which the automaton then rejects.
+//!
+//! Two lanes share one 32-bit state word, so a short anchor does not blunt the filter for the long
+//! ones:
+//! - lane A (bits 0–15) holds the anchors of 9 bytes or more, by their first 9 bytes (8 q-grams);
+//! - lane B (bits 16–31) holds the shorter ones, right-aligned on the lane's 8 positions.
+//!
+//! The q-gram ending at byte `e` is `(byte[e - 1], byte[e])`. In a lane, bit `p` of `TABLE[q]` is 0
+//! when some anchor of the lane has q-gram `q` at position `p`; after the q-gram ending at `e`, bit 7
+//! of the lane is 0 when positions 0..=7 all matched: an anchor may end at `e` (lane B) or its first
+//! 9 bytes end at `e` (lane A). Either way the anchor starts in `[e - 8, e]`.
+
+/// How many positions (q-grams) a lane holds.
+const POSITIONS: u32 = 8;
+/// Lane B's offset in the state word.
+const LANE_B: u32 = 16;
+/// The bits a step carries over: positions 0–6 of each lane (position 7 moves out).
+const CARRY: u32 = 0x7F | (0x7F << LANE_B);
+/// After a step of 8 positions, bit `7 + d` of a lane is bit 7 of the state `d` positions earlier.
+const BLOCK_FIRE: u32 = 0xFF << 7 | (0xFF << (7 + LANE_B));
+/// After a step of one position, bit 7 of each lane.
+const STEP_FIRE: u32 = 1 << 7 | 1 << (7 + LANE_B);
+
+/// Each lane's 8 position bits (the others stay 0 in the table).
+const LANES: u32 = 0xFF | (0xFF << LANE_B);
+/// Bytes before an anchor's end (or, in lane A, before the end of its first 9 bytes) at most.
+pub const REACH: u64 = POSITIONS as u64;
+
+pub struct QgramFilter {
+    table: Box<[u32; 1 << 16]>,
+}
+
+impl QgramFilter {
+    /// A filter for these anchors (exact byte strings, none empty).
+    pub fn new<'a>(anchors: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut table: Box<[u32; 1 << 16]> = vec![LANES; 1 << 16]
+            .into_boxed_slice()
+            .try_into()
+            .expect("65536 entries");
+        // Positions some anchor leaves open (lane B, before a short anchor): every q-gram passes.
+        let mut open = 0u32;
+        let q = |a: u8, b: u8| a as usize | (b as usize) << 8;
+        for anchor in anchors {
+            let n = anchor.len();
+            if n > POSITIONS as usize {
+                for p in 0..POSITIONS as usize {
+                    table[q(anchor[p], anchor[p + 1])] &= !(1 << p);
+                }
+            } else if n >= 2 {
+                let first = POSITIONS as usize - (n - 1);
+                for k in 0..n - 1 {
+                    table[q(anchor[k], anchor[k + 1])] &= !(1 << (LANE_B as usize + first + k));
+                }
+                open |= ((1 << first) - 1) << LANE_B;
+            } else if let Some(&b) = anchor.first() {
+                // One byte: the q-gram ending at it, whatever the byte before.
+                for before in 0..=255u8 {
+                    table[q(before, b)] &= !(1 << (LANE_B + POSITIONS - 1));
+                }
+                open |= 0x7F << LANE_B;
+            }
+        }
+        for entry in table.iter_mut() {
+            *entry &= !open;
+        }
+        Self { table }
+    }
+
+    /// A filter's run over one object.
+    pub fn start(&self) -> FilterState {
+        // Zero: the bytes before the object count as matching, so an anchor at its very start is
+        // named (with some positions named for nothing, which the automaton rejects).
+        FilterState { state: 0, last: 0 }
+    }
+
+    /// Runs over `chunk`, whose first byte is at `offset` in the object, and pushes onto `fires`
+    /// every position `e` where an anchor may end (see the module's note).
+    pub fn run(&self, s: &mut FilterState, chunk: &[u8], offset: u64, fires: &mut Vec<u64>) {
+        let Some(&first) = chunk.first() else {
+            return;
+        };
+        let step = |state: &mut u32, a: u8, b: u8, e: u64, fires: &mut Vec<u64>| {
+            *state = ((*state & CARRY) << 1) | self.table[a as usize | (b as usize) << 8];
+            if !*state & STEP_FIRE != 0 {
+                fires.push(e);
+            }
+        };
+        let mut state = s.state;
+        step(&mut state, s.last, first, offset, fires);
+        // Positions i = 1.. of the chunk, eight at a time: the q-grams are independent lookups,
+        // and the state advances by one shift per eight bytes.
+        let mut i = 1;
+        while i + 8 <= chunk.len() {
+            let w: &[u8; 9] = chunk[i - 1..i + 8].try_into().expect("nine bytes");
+            let t = |k: usize| self.table[w[k] as usize | (w[k + 1] as usize) << 8];
+            state = ((state & CARRY) << 8)
+                | t(0) << 7
+                | t(1) << 6
+                | t(2) << 5
+                | t(3) << 4
+                | t(4) << 3
+                | t(5) << 2
+                | t(6) << 1
+                | t(7);
+            let fire = !state & BLOCK_FIRE;
+            if fire != 0 {
+                // Bit 7 + d (of either lane) names position i + 7 - d; report in order.
+                let lanes = (fire >> 7) & 0xFF | (fire >> (7 + LANE_B)) & 0xFF;
+                for d in (0..8).rev() {
+                    if lanes & (1 << d) != 0 {
+                        fires.push(offset + (i + 7 - d) as u64);
+                    }
+                }
+            }
+            i += 8;
+        }
+        while i < chunk.len() {
+            step(&mut state, chunk[i - 1], chunk[i], offset + i as u64, fires);
+            i += 1;
+        }
+        s.state = state;
+        s.last = chunk[chunk.len() - 1];
+    }
+}
+
+/// Where a filter's run is: its state and the last byte seen.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterState {
+    state: u32,
+    last: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every end position of every anchor occurrence, by brute force.
+    fn ends(data: &[u8], anchors: &[&[u8]]) -> Vec<u64> {
+        let mut v: Vec<u64> = anchors
+            .iter()
+            .flat_map(|a| {
+                data.windows(a.len())
+                    .enumerate()
+                    .filter(move |(_, w)| w == a)
+                    .map(move |(s, _)| s as u64)
+                    .map(move |s| s + a.len().min(9) as u64 - 1)
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn fires(f: &QgramFilter, data: &[u8], chunk: usize) -> Vec<u64> {
+        let mut s = f.start();
+        let mut out = Vec::new();
+        let mut offset = 0;
+        for c in data.chunks(chunk) {
+            f.run(&mut s, c, offset, &mut out);
+            offset += c.len() as u64;
+        }
+        out
+    }
+
+    #[test]
+    fn names_every_anchor_end_at_every_chunking() {
+        let anchors: [&[u8]; 5] = [
+            b"a-long-anchor-here",
+            b"exactly9!",
+            b"short",
+            b"Zq",
+            b"\x07",
+        ];
+        let f = QgramFilter::new(anchors.iter().copied());
+        let mut data = Vec::new();
+        let mut x = 1u32;
+        for round in 0..200 {
+            for _ in 0..(round * 7 % 50) {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                // Printable noise without the one-byte anchor.
+                data.push(b'A' + (x >> 16) as u8 % 26);
+            }
+            data.extend_from_slice(anchors[round % anchors.len()]);
+        }
+        // At the very start and the very end as well.
+        let mut edges = b"exactly9!".to_vec();
+        edges.extend_from_slice(&data);
+        edges.extend_from_slice(b"Zq");
+        let want = ends(&edges, &anchors);
+        assert!(want.len() > 200);
+        for chunk in [1, 2, 7, 8, 9, 15, 16, 17, 64, 4096] {
+            let got = fires(&f, &edges, chunk);
+            assert!(
+                want.iter().all(|e| got.binary_search(e).is_ok()),
+                "chunk {chunk}: missed {:?}",
+                want.iter()
+                    .filter(|e| got.binary_search(e).is_err())
+                    .collect::<Vec<_>>()
+            );
+            assert!(got.windows(2).all(|w| w[0] < w[1]), "in order, once each");
+            assert_eq!(
+                got,
+                fires(&f, &edges, 1),
+                "chunk {chunk}: as one byte at a time"
+            );
+        }
+    }
+
+    #[test]
+    fn random_bytes_rarely_fire_for_long_anchors() {
+        let anchors: Vec<Vec<u8>> = (0..1000)
+            .map(|i| format!("some-signature-{i:04}").into_bytes())
+            .collect();
+        let f = QgramFilter::new(anchors.iter().map(Vec::as_slice));
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let data: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let got = fires(&f, &data, 1 << 16);
+        // Only the first positions (the bytes before the object count as matching).
+        assert!(got.iter().all(|&e| e < 8), "{got:?}");
+    }
+}
