@@ -12,6 +12,8 @@ echo "== cfn-lint template.yaml"
 .venv/bin/cfn-lint template.yaml
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (the functions' binaries: one test runs process-dicom as Lambda runs it)"
+cargo build --workspace --bins --locked
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== all checks passed in $(( $(date +%s) - start ))s"

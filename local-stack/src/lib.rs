@@ -4,7 +4,8 @@
 //! - [`template`] + [`provision`]: the resources of template.yaml, names and wiring read from it;
 //! - [`api`] + [`jwt`]: the HttpApi routes at `CLINFLOW_API_ADDR`, after the authorizer's JWT check;
 //! - [`functions`]: each function of the template, run in-process with the environment the template
-//!   gives it.
+//!   gives it; or ([`runtime`]) as its real binary in a child process, under a local Lambda runtime
+//!   API.
 
 pub mod api;
 pub mod emulator;
@@ -12,6 +13,7 @@ pub mod functions;
 pub mod jwt;
 pub mod pollers;
 pub mod provision;
+pub mod runtime;
 pub mod template;
 
 use api::{ApiState, Cors, RouteBinding};
@@ -45,6 +47,9 @@ pub struct Options {
     /// Functions (logical ids) whose queues are left unpolled even with `pollers` on (a test of
     /// one stage watches the queue after it).
     pub unpolled: Vec<String>,
+    /// Functions (logical id → executable) run as their real binaries in child processes, under a
+    /// local Lambda runtime API ([`runtime`]), instead of in-process. SQS-triggered functions only.
+    pub processes: BTreeMap<String, PathBuf>,
 }
 
 impl Default for Options {
@@ -58,6 +63,7 @@ impl Default for Options {
             jwt_secret: jwt::dev_secret(),
             pollers: true,
             unpolled: Vec::new(),
+            processes: BTreeMap::new(),
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct LocalStack {
     pub template: Template,
     pub provisioned: provision::Provisioned,
     pub functions: BTreeMap<String, FunctionInfo>,
+    /// The functions run as child processes (`Options::processes`).
+    pub processes: BTreeMap<String, Arc<runtime::ProcessFunction>>,
     pub issuer: String,
     pub audience: String,
     jwt_secret: String,
@@ -128,6 +136,7 @@ impl LocalStack {
         let mut seeded_signatures = false;
 
         let mut functions = BTreeMap::new();
+        let mut processes = BTreeMap::new();
         let mut routes = Vec::new();
         let mut tasks = Vec::new();
         for f in template.resources_of("AWS::Serverless::Function") {
@@ -161,8 +170,29 @@ impl LocalStack {
                 })
                 .unwrap_or(3);
             let timeout = Duration::from_secs(timeout);
-            let local = functions::build(&binary, &environment, &clients)
-                .map_err(|e| format!("{}: {e}", f.logical_id))?;
+            let local = match options.processes.get(&f.logical_id) {
+                Some(executable) => {
+                    let memory_mb = template
+                        .function_property(&f, "MemorySize")
+                        .and_then(|m| m.as_u64().or_else(|| m.as_str()?.parse().ok()))
+                        .unwrap_or(128);
+                    let process = Arc::new(
+                        runtime::ProcessFunction::start(runtime::Launch {
+                            name: &format!("{}-{}", options.stack_name, f.logical_id),
+                            executable,
+                            environment: &environment,
+                            aws_endpoint: endpoint,
+                            region: &options.region,
+                            memory_mb,
+                        })
+                        .await?,
+                    );
+                    processes.insert(f.logical_id.clone(), Arc::clone(&process));
+                    LocalFunction::Sqs(process)
+                }
+                None => functions::build(&binary, &environment, &clients)
+                    .map_err(|e| format!("{}: {e}", f.logical_id))?,
+            };
             let events = template.eval(
                 f.properties
                     .get("Events")
@@ -332,6 +362,7 @@ impl LocalStack {
             template,
             provisioned,
             functions,
+            processes,
             issuer,
             audience,
             jwt_secret: options.jwt_secret,

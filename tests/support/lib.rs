@@ -52,7 +52,43 @@ pub async fn spawn_ingest(parameters: &[(&str, &str)]) -> TestApp {
     spawn(parameters, true, &["ImagingSummaryFunction"]).await
 }
 
+/// The pipeline up to process-dicom, with these functions (logical id → executable) run as their
+/// real binaries under the local Lambda runtime API.
+pub async fn spawn_ingest_processes(
+    parameters: &[(&str, &str)],
+    processes: &[(&str, std::path::PathBuf)],
+) -> TestApp {
+    spawn_with(parameters, true, &["ImagingSummaryFunction"], processes).await
+}
+
+/// A function's binary as `cargo build --workspace --bins` leaves it (`make test` builds them
+/// before the tests).
+pub fn function_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first (make test does)",
+        path.display()
+    );
+    path
+}
+
 async fn spawn(parameters: &[(&str, &str)], pollers: bool, unpolled: &[&str]) -> TestApp {
+    spawn_with(parameters, pollers, unpolled, &[]).await
+}
+
+async fn spawn_with(
+    parameters: &[(&str, &str)],
+    pollers: bool,
+    unpolled: &[&str],
+    processes: &[(&str, std::path::PathBuf)],
+) -> TestApp {
     // What the functions warn about shows in a failing test's output (RUST_LOG for more).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -74,6 +110,10 @@ async fn spawn(parameters: &[(&str, &str)], pollers: bool, unpolled: &[&str]) ->
         jwt_secret: "test-secret".into(),
         pollers,
         unpolled: unpolled.iter().map(|s| (*s).to_owned()).collect(),
+        processes: processes
+            .iter()
+            .map(|(id, exe)| ((*id).to_owned(), exe.clone()))
+            .collect(),
     };
     let stack = LocalStack::start(&endpoint(), options)
         .await
