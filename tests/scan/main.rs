@@ -171,3 +171,79 @@ async fn a_clamd_that_is_not_there_is_an_error_not_a_verdict() {
     let clamd = Clamd::new(format!("127.0.0.1:{port}"), Duration::from_secs(2));
     assert!(clamd.start(10).await.is_err());
 }
+
+/// The built-in scanner's databases live in the bucket: a new file, a changed file (new ETag) and a
+/// removed file change what is detected at the next check; an unchanged set is not reloaded; an
+/// update that leaves no signature keeps the set that loaded last instead of scanning with none.
+#[tokio::test]
+async fn signature_databases_reload_when_their_etags_change() {
+    use process_dicom::signatures::{S3Signatures, ScannerSource};
+    let clients = local_stack::emulator_clients(&clinflow_tests::endpoint(), "us-east-1").await;
+    let s3 = clients.s3.clone();
+    let bucket = format!("sigs-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let put = |key: &'static str, text: String| {
+        let (s3, bucket) = (s3.clone(), bucket.clone());
+        async move {
+            s3.put_object()
+                .bucket(&bucket)
+                .key(format!("scanner/signatures/{key}"))
+                .body(text.into_bytes().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let marker = |name: &str| format!("clinflow custom test marker {name}");
+    let ndb = |name: &str| format!("Clinflow.Custom.{name}:0:*:{}\n", hex::encode(marker(name)));
+    let source = S3Signatures::new(
+        s3.clone(),
+        &bucket,
+        "scanner/signatures/",
+        Duration::ZERO,
+        u64::MAX,
+    );
+    let verdict = |scanner: std::sync::Arc<dyn Scanner>, data: String| async move {
+        name(&scan(&*scanner, data.as_bytes()).await).to_owned()
+    };
+
+    // Nothing there: no scanner at all, never a clean verdict.
+    assert!(source.scanner().await.is_err());
+
+    put("eicar.ndb", databases()[1].1.clone()).await;
+    let first = source.scanner().await.unwrap();
+    assert_eq!(verdict(first.clone(), marker("One")).await, "clean");
+    // Unchanged: the same compiled scanner.
+    assert!(std::sync::Arc::ptr_eq(
+        &first,
+        &source.scanner().await.unwrap()
+    ));
+
+    // A new file.
+    put("custom.ndb", ndb("One")).await;
+    let second = source.scanner().await.unwrap();
+    assert_eq!(
+        verdict(second.clone(), marker("One")).await,
+        "Clinflow.Custom.One"
+    );
+    assert_eq!(
+        verdict(second.clone(), String::from_utf8_lossy(EICAR).into_owned()).await,
+        "Clinflow.Eicar-Embedded"
+    );
+
+    // The same key rewritten: its ETag changes.
+    put("custom.ndb", ndb("Two")).await;
+    let third = source.scanner().await.unwrap();
+    assert_eq!(verdict(third.clone(), marker("One")).await, "clean");
+    assert_eq!(
+        verdict(third.clone(), marker("Two")).await,
+        "Clinflow.Custom.Two"
+    );
+
+    // Every file replaced by lines the engine cannot use: the last good set stays.
+    put("custom.ndb", "not a signature\n".into()).await;
+    put("eicar.ndb", "neither is this\n".into()).await;
+    let kept = source.scanner().await.unwrap();
+    assert!(std::sync::Arc::ptr_eq(&third, &kept));
+    assert_eq!(verdict(kept, marker("Two")).await, "Clinflow.Custom.Two");
+}

@@ -147,7 +147,14 @@ impl ScannerSource for S3Signatures {
         if due {
             match self.fingerprint().await {
                 Ok(fp) if state.0.as_ref().is_some_and(|l| l.fingerprint == fp) => {}
-                Ok(fp) => state.0 = Some(self.load(fp).await?),
+                Ok(fp) => match self.load(fp).await {
+                    Ok(loaded) => state.0 = Some(loaded),
+                    // A broken or emptied update: keep scanning with the set that loaded last.
+                    Err(e) if state.0.is_some() => {
+                        tracing::error!(error = %e, "signature update not loaded; keeping the loaded set")
+                    }
+                    Err(e) => return Err(e),
+                },
                 // Keep scanning with what is loaded; without anything, fail the message (retried).
                 Err(e) if state.0.is_some() => {
                     tracing::warn!(error = %e, "signature check failed; keeping the loaded set")
