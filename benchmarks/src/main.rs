@@ -197,7 +197,9 @@ async fn main() {
     }
     // An S3 body streams in chunks of some KiB, not MiB: the same pass at that size.
     let (small, _) = inspector_mb_s(&path, size, &scanner, 16 * 1024).await;
-    println!("  the same pass in 16 KiB chunks (as a network stream hands them out): {small:.0} MB/s");
+    println!(
+        "  the same pass in 16 KiB chunks (as a network stream hands them out): {small:.0} MB/s"
+    );
     // Where the time goes: each part alone over the same bytes.
     for part in ["sha256", "scan", "parse"] {
         let mut file = std::fs::File::open(&path).unwrap();
