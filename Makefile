@@ -22,6 +22,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	.venv/bin/cfn-lint template.yaml
+	.venv/bin/openapi-spec-validator openapi.yaml
 
 # A dev token for the local stack, on the last line: make token ROLE=monitor SITES=SITE-BOS-01,SITE-LYN-02
 ROLE ?= site_staff

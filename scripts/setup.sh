@@ -26,7 +26,7 @@ fi
 stamp=.venv/.requirements.sha256
 want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: creating .venv (moto server, cfn-lint, pydicom)"
+  echo "setup: creating .venv (moto server, cfn-lint, pydicom, openapi-spec-validator)"
   if ! "$PYTHON" -m venv .venv 2>/dev/null; then
     # Debian's python3 without ensurepip: install python3-venv (CI machines run as root).
     if command -v apt-get >/dev/null 2>&1; then

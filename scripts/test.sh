@@ -10,6 +10,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cfn-lint template.yaml"
 .venv/bin/cfn-lint template.yaml
+echo "== openapi-spec-validator openapi.yaml"
+.venv/bin/openapi-spec-validator openapi.yaml
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build (the functions' binaries: one test runs process-dicom as Lambda runs it)"

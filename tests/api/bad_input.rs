@@ -30,14 +30,7 @@ async fn raw_post(app: &TestApp, content_type: &str, body: Vec<u8>) -> Reply {
         .send()
         .await
         .unwrap();
-    let status = r.status().as_u16();
-    let headers = r.headers().clone();
-    let body = r.json().await.unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    checked_reply("POST", "/v1/uploads", r).await
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod bad_input;
 mod corpus;
 mod events;
 mod multipart;
+mod openapi;
 mod pipeline;
 mod pollers;
 mod single_put;

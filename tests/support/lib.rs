@@ -1,6 +1,7 @@
 //! `spawn_app()`: a fresh local stack per test — its own stack name, so its own tables, queues and
 //! bucket — on one emulator per test process (moto on a free loopback port, or `AWS_ENDPOINT_URL`).
 
+pub mod openapi;
 pub mod reference;
 
 use local_stack::emulator::{repo_root, Emulator};
@@ -157,6 +158,22 @@ impl Reply {
     }
 }
 
+/// Reads a response of the API to `method path` and checks it against openapi.yaml
+/// ([`openapi`]): an undocumented status, content type or body fails the test.
+pub async fn checked_reply(method: &str, path: &str, r: reqwest::Response) -> Reply {
+    let content_type = r
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let reply = reply(r).await;
+    if let Err(e) = openapi::spec().check(method, path, reply.status, &content_type, &reply.body) {
+        panic!("{e}");
+    }
+    reply
+}
+
 async fn reply(r: reqwest::Response) -> Reply {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
@@ -193,14 +210,14 @@ impl TestApp {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
-        let mut req = self.http.request(method, self.url(path));
+        let mut req = self.http.request(method.clone(), self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
             req = req.json(b);
         }
-        reply(req.send().await.expect("request")).await
+        checked_reply(method.as_str(), path, req.send().await.expect("request")).await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Reply {

@@ -1,0 +1,95 @@
+//! openapi.yaml: it describes exactly the routes template.yaml wires, and its checker (which every
+//! response of these tests goes through, see `clinflow_tests::openapi`) refuses what it does not
+//! document.
+
+use clinflow_tests::openapi::spec;
+use serde_json::json;
+
+#[test]
+fn openapi_describes_exactly_the_routes_of_the_template() {
+    let template: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(local_stack::emulator::repo_root().join("template.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut routes = Vec::new();
+    for (_, resource) in template["Resources"].as_mapping().unwrap() {
+        for (_, event) in resource["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+        {
+            if event["Type"] == "HttpApi" {
+                routes.push((
+                    event["Properties"]["Method"]
+                        .as_str()
+                        .unwrap()
+                        .to_uppercase(),
+                    event["Properties"]["Path"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    routes.sort();
+    assert_eq!(spec().operations(), routes);
+    // Every operation documents the answers every route can give.
+    for (method, path) in spec().operations() {
+        let responses = &spec().doc["paths"][&path][method.to_lowercase()]["responses"];
+        for status in ["401", "404", "429", "500", "503"] {
+            assert!(
+                responses.get(status).is_some(),
+                "{method} {path} does not document {status}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_checker_refuses_what_openapi_does_not_document() {
+    let problem = json!({"type": "/problems/not-found", "title": "Not found", "status": 404});
+    let s = spec();
+    assert!(s
+        .check(
+            "GET",
+            "/v1/uploads/x",
+            404,
+            "application/problem+json",
+            &problem
+        )
+        .is_ok());
+    // A status the operation does not list.
+    assert!(s
+        .check(
+            "GET",
+            "/v1/uploads/x",
+            418,
+            "application/problem+json",
+            &problem
+        )
+        .is_err());
+    // A content type the response does not list.
+    assert!(s
+        .check("GET", "/v1/uploads/x", 404, "text/html", &problem)
+        .is_err());
+    // A problem type that is not one of the documented slugs.
+    let unknown = json!({"type": "/problems/oops", "title": "Oops", "status": 404});
+    assert!(s
+        .check(
+            "GET",
+            "/v1/uploads/x",
+            404,
+            "application/problem+json",
+            &unknown
+        )
+        .is_err());
+    // A record with a field the schema does not have.
+    let err = s
+        .check(
+            "GET",
+            "/v1/uploads/x/parts",
+            200,
+            "application/json",
+            &json!({"uploadId": "x", "surprise": true}),
+        )
+        .unwrap_err();
+    assert!(err.contains("does not match"), "{err}");
+}
