@@ -24,6 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 const API: &str = "/2018-06-01/runtime";
+/// Lines of a child's stdout kept for [`ProcessFunction::output`].
+const KEPT_LINES: usize = 10_000;
 
 struct Invocation {
     id: String,
@@ -50,6 +52,7 @@ pub struct ProcessFunction {
     pid: u32,
     invocations: mpsc::Sender<Invocation>,
     shared: Arc<Shared>,
+    output: Arc<Mutex<std::collections::VecDeque<String>>>,
     _child: tokio::process::Child,
     server: JoinHandle<()>,
 }
@@ -118,19 +121,43 @@ impl ProcessFunction {
                 std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "testing".into()),
             )
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .kill_on_drop(true);
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| format!("{}: {e}", launch.executable.display()))?;
         let pid = child.id().ok_or("the function's process exited at once")?;
+        // Its stdout is its log stream (JSON logs, EMF metrics): kept (the last lines) and echoed.
+        let output = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let output = Arc::clone(&output);
+            tokio::spawn(async move {
+                use tokio::io::AsyncBufReadExt;
+                let mut lines = tokio::io::BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    println!("{line}");
+                    let mut kept = output.lock().expect("lock");
+                    if kept.len() == KEPT_LINES {
+                        kept.pop_front();
+                    }
+                    kept.push_back(line);
+                }
+            });
+        }
         Ok(Self {
             name: launch.name.to_owned(),
             pid,
             invocations,
             shared,
+            output,
             _child: child,
             server,
         })
+    }
+
+    /// The last lines the child wrote to stdout (its log stream).
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().expect("lock").iter().cloned().collect()
     }
 
     /// The child's peak resident set so far (VmHWM), in bytes.

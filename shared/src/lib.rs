@@ -6,12 +6,14 @@
 //! - [`auth`]: who is calling (JWT claims put in the request context by the HttpApi authorizer) and
 //!   what they may see;
 //! - [`problem`]: RFC 9457 problem responses, the one shape every error takes on the wire;
-//! - [`config`], [`aws`], [`telemetry`]: environment, SDK clients and JSON logs, built once per cold start.
+//! - [`config`], [`aws`], [`telemetry`]: environment, SDK clients and JSON logs, built once per cold start;
+//! - [`metrics`]: counts and latencies as CloudWatch Embedded Metric Format.
 
 pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod domain;
+pub mod metrics;
 pub mod problem;
 pub mod store;
 pub mod telemetry;

@@ -115,9 +115,29 @@ async fn a_one_gib_dicom_is_processed_by_the_real_binary_in_bounded_memory() {
     let accepted = p["objectKey"].as_str().unwrap();
     assert!(accepted.starts_with("accepted/"), "{accepted}");
 
-    let peak = app.stack.processes["ProcessDicomFunction"]
+    let function = &app.stack.processes["ProcessDicomFunction"];
+    let peak = function
         .peak_rss_bytes()
         .expect("the function's process is alive");
+    // The binary reported it as CloudWatch metrics (Embedded Metric Format on its stdout).
+    let metrics: Vec<serde_json::Value> = function
+        .output()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert!(
+        metrics.iter().any(|m| m["Outcome"] == "PROCESSED"
+            && m["ObjectBytes"] == json!(size as f64)
+            && m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "clinflow"),
+        "{metrics:?}"
+    );
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["Outcome"] == "PROCESSED" && m["Objects"] == json!(1.0)),
+        "{metrics:?}"
+    );
     println!(
         "1 GiB DICOM ({size} bytes) processed by the process-dicom binary: peak RSS {:.1} MiB \
          (Lambda memory floor {} MiB), {:.1} s from complete to PROCESSED",

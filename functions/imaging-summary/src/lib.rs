@@ -7,6 +7,7 @@ use lambda_runtime::LambdaEvent;
 use shared::aws::AwsClients;
 use shared::config::{ConfigError, Source};
 use shared::store::summary::{DynamoImagingSummary, ImagingEvent};
+use tracing::Instrument;
 
 pub struct Summarizer {
     summary: DynamoImagingSummary,
@@ -30,23 +31,34 @@ impl Summarizer {
         for record in event.payload.records {
             let id = record.message_id.clone().unwrap_or_default();
             let span = tracing::info_span!("message", request_id = %event.context.request_id, message_id = %id);
-            let _guard = span.enter();
-            let parsed: Result<ImagingEvent, _> =
-                serde_json::from_str(record.body.as_deref().unwrap_or(""));
-            match parsed {
-                Err(e) => {
-                    tracing::warn!(error = %e, "not an imaging event; it will end in the DLQ");
-                    response.add_failure(id);
-                }
-                Ok(imaging) => match self.summary.apply(&imaging).await {
-                    Ok(applied) => {
-                        tracing::info!(kind = %imaging.kind, applied = ?applied, "imaging event")
-                    }
+            let result = async {
+                let parsed: Result<ImagingEvent, _> =
+                    serde_json::from_str(record.body.as_deref().unwrap_or(""));
+                match parsed {
                     Err(e) => {
-                        tracing::warn!(error = %e, "summary not updated; the message returns to the queue");
-                        response.add_failure(id);
+                        tracing::warn!(error = %e, "not an imaging event; it will end in the DLQ");
+                        "MALFORMED"
                     }
-                },
+                    Ok(imaging) => match self.summary.apply(&imaging).await {
+                        Ok(applied) => {
+                            tracing::info!(kind = %imaging.kind, applied = ?applied, "imaging event");
+                            "APPLIED"
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "summary not updated; the message returns to the queue");
+                            "RETRY"
+                        }
+                    },
+                }
+            }
+            .instrument(span)
+            .await;
+            shared::metrics::Metrics::new("imaging-summary")
+                .dimension("Result", result)
+                .count("Events", 1)
+                .emit();
+            if result != "APPLIED" {
+                response.add_failure(id);
             }
         }
         Ok(response)

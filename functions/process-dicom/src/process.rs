@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use shared::aws::AwsClients;
 use shared::domain::{ProcessingResult, Upload, UploadId, UploadStatus};
 use shared::inspect::{Inspection, Inspector};
+use shared::metrics::{Metrics, Unit};
 use shared::scan::clamd::Clamd;
 use shared::scan::Verdict;
 use shared::store::dynamodb::{upload_entity, DynamoIdempotency, DynamoInstances, DynamoUploads};
@@ -174,7 +175,23 @@ impl Processor {
             Claim::InProgress => return Err(Retry::Busy),
             Claim::Acquired => {}
         }
-        match self.process(created, deadline).await {
+        let started = std::time::Instant::now();
+        let processed = self.process(created, deadline).await;
+        let outcome = match &processed {
+            Ok(result) if result.starts_with("stray") => "STRAY",
+            Ok(result) if result == "republished" => "REPUBLISHED",
+            Ok(result) if result == UploadStatus::Quarantined.as_str() => "QUARANTINED",
+            Ok(_) => "PROCESSED",
+            Err(Retry::Busy) => "BUSY",
+            Err(Retry::Deadline) => "DEADLINE",
+            Err(_) => "RETRY",
+        };
+        Metrics::new("process-dicom")
+            .dimension("Outcome", outcome)
+            .count("Objects", 1)
+            .millis("ProcessingTime", started.elapsed())
+            .emit();
+        match processed {
             Ok(result) => {
                 self.idempotency.complete(&key, &result).await?;
                 Ok(())
@@ -380,6 +397,10 @@ impl Processor {
             .await?;
         self.objects.remove(&created.key).await?;
         tracing::info!(outcome = %status, reason = reason.as_deref().unwrap_or(""), size_bytes = inspection.size, "upload processed");
+        Metrics::new("process-dicom")
+            .dimension("Outcome", status.as_str())
+            .value("ObjectBytes", Unit::Bytes, inspection.size as f64)
+            .emit();
 
         let mut done = upload.clone();
         done.status = status;

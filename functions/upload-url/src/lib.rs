@@ -61,6 +61,24 @@ fn route(method: &Method, path: &str) -> Result<Route, Problem> {
     Ok(route)
 }
 
+impl Route {
+    /// The route as template.yaml and openapi.yaml name it (logs, metrics).
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Create => "POST /v1/uploads",
+            Self::Get(_) => "GET /v1/uploads/{uploadId}",
+            Self::Abort(_) => "DELETE /v1/uploads/{uploadId}",
+            Self::Parts(_) => "GET /v1/uploads/{uploadId}/parts",
+            Self::Complete(_) => "POST /v1/uploads/{uploadId}/complete",
+        }
+    }
+}
+
+/// The route a request names, for metrics (`unknown` for none).
+fn route_label(method: &Method, path: &str) -> &'static str {
+    route(method, path).map_or("unknown", |r| r.label())
+}
+
 impl UploadApi {
     pub fn new(config: Config, clients: &AwsClients) -> Self {
         Self {
@@ -109,6 +127,7 @@ impl UploadApi {
             upload = tracing::field::Empty,
             status = tracing::field::Empty,
         );
+        let started = std::time::Instant::now();
         async {
             let response = match self.dispatch(&meta, &request).await {
                 Ok(response) => response,
@@ -124,6 +143,18 @@ impl UploadApi {
                 }
             };
             tracing::Span::current().record("status", response.status().as_u16());
+            shared::metrics::Metrics::new("upload-url")
+                .dimension(
+                    "Route",
+                    route_label(request.method(), request.raw_http_path()),
+                )
+                .dimension(
+                    "StatusClass",
+                    format!("{}xx", response.status().as_u16() / 100),
+                )
+                .count("Requests", 1)
+                .millis("Latency", started.elapsed())
+                .emit();
             meta.stamp(response)
         }
         .instrument(span)
@@ -137,26 +168,14 @@ impl UploadApi {
     ) -> Result<Response<Body>, Problem> {
         let path = request.raw_http_path();
         let route = route(request.method(), path)?;
+        tracing::Span::current().record("route", route.label());
         let caller = shared::auth::Caller::from_request(request)?;
         match route {
-            Route::Create => {
-                tracing::Span::current().record("route", "POST /v1/uploads");
-                create::create_upload(self, meta, &caller, request).await
-            }
-            Route::Get(id) => {
-                tracing::Span::current().record("route", "GET /v1/uploads/{uploadId}");
-                status::get_upload(self, &caller, &parse_id(&id)?).await
-            }
-            Route::Abort(id) => {
-                tracing::Span::current().record("route", "DELETE /v1/uploads/{uploadId}");
-                status::abort_upload(self, meta, &caller, &parse_id(&id)?).await
-            }
-            Route::Parts(id) => {
-                tracing::Span::current().record("route", "GET /v1/uploads/{uploadId}/parts");
-                multipart::list_parts(self, &caller, &parse_id(&id)?).await
-            }
+            Route::Create => create::create_upload(self, meta, &caller, request).await,
+            Route::Get(id) => status::get_upload(self, &caller, &parse_id(&id)?).await,
+            Route::Abort(id) => status::abort_upload(self, meta, &caller, &parse_id(&id)?).await,
+            Route::Parts(id) => multipart::list_parts(self, &caller, &parse_id(&id)?).await,
             Route::Complete(id) => {
-                tracing::Span::current().record("route", "POST /v1/uploads/{uploadId}/complete");
                 multipart::complete_upload(self, meta, &caller, &parse_id(&id)?, request).await
             }
         }
