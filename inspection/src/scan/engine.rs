@@ -3,10 +3,15 @@
 //! anchor may be; only the bytes around those go through one Aho-Corasick automaton over all the
 //! anchors, and each anchor found is verified against its whole segment and chained to the
 //! signature's other segments through their gaps. Hash signatures are looked up once the stream
-//! ends. The chunks are searched where they lie; memory is bounded by the longest segment, whatever
-//! the object's size.
+//! ends. The chunks are searched where they lie, 64 KiB at a time; what a scan holds is bounded by
+//! that slice, the longest segment and the database (its anchors and gap positions), whatever the
+//! object's size.
+//!
+//! Speed depends on the anchors: with anchors of 9 bytes or more the filter names almost nothing in
+//! ordinary data; an anchor of one or two bytes makes it name every occurrence of those bytes, and
+//! the automaton then reads much of the data (slower, never less exact).
 
-use super::filter::{FilterState, QgramFilter, REACH};
+use super::filter::{self, FilterState, QgramFilter, REACH};
 use super::signatures::{BodySignature, ByteClass, Gap, HashKind, Offset, SignatureDb};
 use super::Verdict;
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -30,6 +35,9 @@ pub struct Engine {
     longest_segment: usize,
     longest_anchor: usize,
 }
+
+/// Bytes scanned at a time: bounds the positions the filter names and the candidates found per step.
+const SLICE: usize = 64 * 1024;
 
 /// End positions kept per (signature, segment) for bounded gaps.
 const MAX_ENDS: usize = 64;
@@ -87,7 +95,11 @@ impl Engine {
                 .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
                 .build(&patterns)
                 .map_err(|e| e.to_string())?;
-            let filter = QgramFilter::new(patterns.iter().map(Vec::as_slice));
+            let windows: Vec<&[ByteClass]> = anchors
+                .iter()
+                .map(|a: &Anchor| filter::window(&db.bodies[a.signature].segments[a.segment], a.at))
+                .collect();
+            let filter = QgramFilter::new(windows);
             Some((automaton, filter))
         };
         Ok(Self {
@@ -207,6 +219,14 @@ impl EngineScan {
         if let Some(h) = &mut self.sha1 {
             h.update(chunk);
         }
+        // In slices, so what a slice can produce (named positions, candidates) stays bounded
+        // whatever the size of the chunks handed in.
+        for slice in chunk.chunks(SLICE) {
+            self.scan_slice(slice);
+        }
+    }
+
+    fn scan_slice(&mut self, chunk: &[u8]) {
         let engine = Arc::clone(&self.engine);
         let (Some((automaton, filter)), Some(state), None) =
             (&engine.matcher, &mut self.filter, &self.found)
@@ -574,5 +594,25 @@ mod tests {
             }
         }
         assert!(hits > 100 && misses > 50, "{hits} hits, {misses} misses");
+    }
+
+    /// One-byte anchors make the filter name every occurrence of their byte: slower, still exact,
+    /// and what a step holds stays bounded by the slice.
+    #[test]
+    fn short_anchors_over_data_full_of_them() {
+        let e = engine("Short:0:*:41??43\nPair:0:*:4142{2-4}4344", "");
+        let mut data = vec![b'A'; 1 << 20];
+        assert_eq!(scan(&e, &data, 1 << 20), Verdict::Clean);
+        data.extend_from_slice(b"-A.C-");
+        for chunk in [4096, 1 << 20, 2 << 20] {
+            assert_eq!(
+                infected(&scan(&e, &data, chunk)),
+                Some("Short"),
+                "chunk {chunk}"
+            );
+        }
+        let mut pair = vec![b'A'; 300_000];
+        pair.extend_from_slice(b"AB..CD");
+        assert_eq!(infected(&scan(&e, &pair, 65_536)), Some("Pair"));
     }
 }

@@ -4,6 +4,8 @@
 //! automaton. It never misses an anchor (a position it does not name holds none); it may name
 //! positions that hold none, which the automaton then rejects.
 //!
+//! Each anchor is held by a window: its first bytes and the classes after it in its segment.
+//!
 //! Two lanes share one 32-bit state word, so a short anchor does not blunt the filter for the long
 //! ones:
 //! - lane A (bits 0–15) holds the anchors of 9 bytes or more, by their first 9 bytes (8 q-grams);
@@ -13,6 +15,8 @@
 //! when some anchor of the lane has q-gram `q` at position `p`; after the q-gram ending at `e`, bit 7
 //! of the lane is 0 when positions 0..=7 all matched: an anchor may end at `e` (lane B) or its first
 //! 9 bytes end at `e` (lane A). Either way the anchor starts in `[e - 8, e]`.
+
+use super::signatures::ByteClass;
 
 /// How many positions (q-grams) a lane holds.
 const POSITIONS: u32 = 8;
@@ -35,32 +39,38 @@ pub struct QgramFilter {
 }
 
 impl QgramFilter {
-    /// A filter for these anchors (exact byte strings, none empty).
-    pub fn new<'a>(anchors: impl IntoIterator<Item = &'a [u8]>) -> Self {
+    /// A filter for these windows: each anchor's start and the classes that follow it in its
+    /// segment (at most 9, none empty, no two adjacent wildcards), so a short anchor followed by
+    /// `??` and more bytes still filters well.
+    pub fn new<'a>(windows: impl IntoIterator<Item = &'a [ByteClass]>) -> Self {
         let mut table: Box<[u32; 1 << 16]> = vec![LANES; 1 << 16]
             .into_boxed_slice()
             .try_into()
             .expect("65536 entries");
-        // Positions some anchor leaves open (lane B, before a short anchor): every q-gram passes.
+        // Positions some window leaves open (lane B, before a short window): every q-gram passes.
         let mut open = 0u32;
-        let q = |a: u8, b: u8| a as usize | (b as usize) << 8;
-        for anchor in anchors {
-            let n = anchor.len();
+        let mut clear = |a: &ByteClass, b: &ByteClass, bit: u32| {
+            for x in members(a) {
+                for y in members(b) {
+                    table[x as usize | (y as usize) << 8] &= !(1 << bit);
+                }
+            }
+        };
+        for window in windows {
+            let n = window.len();
             if n > POSITIONS as usize {
                 for p in 0..POSITIONS as usize {
-                    table[q(anchor[p], anchor[p + 1])] &= !(1 << p);
+                    clear(&window[p], &window[p + 1], p as u32);
                 }
             } else if n >= 2 {
                 let first = POSITIONS as usize - (n - 1);
                 for k in 0..n - 1 {
-                    table[q(anchor[k], anchor[k + 1])] &= !(1 << (LANE_B as usize + first + k));
+                    clear(&window[k], &window[k + 1], LANE_B + (first + k) as u32);
                 }
                 open |= ((1 << first) - 1) << LANE_B;
-            } else if let Some(&b) = anchor.first() {
+            } else if let Some(only) = window.first() {
                 // One byte: the q-gram ending at it, whatever the byte before.
-                for before in 0..=255u8 {
-                    table[q(before, b)] &= !(1 << (LANE_B + POSITIONS - 1));
-                }
+                clear(&ByteClass::Any, only, LANE_B + POSITIONS - 1);
                 open |= 0x7F << LANE_B;
             }
         }
@@ -127,6 +137,31 @@ impl QgramFilter {
     }
 }
 
+/// The bytes a class admits.
+fn members(c: &ByteClass) -> Vec<u8> {
+    match c {
+        ByteClass::Exact(b) => vec![*b],
+        ByteClass::Any => (0..=255).collect(),
+        ByteClass::High(h) => (0..16).map(|l| h << 4 | l).collect(),
+        ByteClass::Low(l) => (0..16).map(|h| h << 4 | l).collect(),
+        ByteClass::OneOf(set) => set.clone(),
+    }
+}
+
+/// The window the filter holds for an anchor at `at` in `segment`: from the anchor's start, at
+/// most 9 classes, ending before two adjacent wildcards (a q-gram every byte pair passes).
+pub fn window(segment: &[ByteClass], at: usize) -> &[ByteClass] {
+    let rest = &segment[at..];
+    let mut n = rest.len().min(POSITIONS as usize + 1);
+    if let Some(k) = rest[..n]
+        .windows(2)
+        .position(|w| matches!(w, [ByteClass::Any, ByteClass::Any]))
+    {
+        n = k + 1;
+    }
+    &rest[..n]
+}
+
 /// Where a filter's run is: its state and the last byte seen.
 #[derive(Debug, Clone, Copy)]
 pub struct FilterState {
@@ -137,6 +172,14 @@ pub struct FilterState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn exact(anchors: &[&[u8]]) -> QgramFilter {
+        let windows: Vec<Vec<ByteClass>> = anchors
+            .iter()
+            .map(|a| a.iter().take(9).map(|b| ByteClass::Exact(*b)).collect())
+            .collect();
+        QgramFilter::new(windows.iter().map(Vec::as_slice))
+    }
 
     /// Every end position of every anchor occurrence, by brute force.
     fn ends(data: &[u8], anchors: &[&[u8]]) -> Vec<u64> {
@@ -175,7 +218,7 @@ mod tests {
             b"Zq",
             b"\x07",
         ];
-        let f = QgramFilter::new(anchors.iter().copied());
+        let f = exact(&anchors);
         let mut data = Vec::new();
         let mut x = 1u32;
         for round in 0..200 {
@@ -215,7 +258,8 @@ mod tests {
         let anchors: Vec<Vec<u8>> = (0..1000)
             .map(|i| format!("some-signature-{i:04}").into_bytes())
             .collect();
-        let f = QgramFilter::new(anchors.iter().map(Vec::as_slice));
+        let refs: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
+        let f = exact(&refs);
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let data: Vec<u8> = (0..1 << 20)
             .map(|_| {
