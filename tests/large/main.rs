@@ -119,13 +119,21 @@ async fn a_one_gib_dicom_is_processed_by_the_real_binary_in_bounded_memory() {
     let peak = function
         .peak_rss_bytes()
         .expect("the function's process is alive");
-    // The binary reported it as CloudWatch metrics (Embedded Metric Format on its stdout).
-    let metrics: Vec<serde_json::Value> = function
-        .output()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("_aws").is_some())
-        .collect();
+    // The binary reported it as CloudWatch metrics (Embedded Metric Format on its stdout), once it
+    // finished the invocation, which can be a moment after the record says PROCESSED.
+    let emf = || -> Vec<serde_json::Value> {
+        function
+            .output()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("_aws").is_some())
+            .collect()
+    };
+    let waiting = std::time::Instant::now();
+    while emf().len() < 2 && waiting.elapsed() < std::time::Duration::from_secs(30) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let metrics = emf();
     assert!(
         metrics.iter().any(|m| m["Outcome"] == "PROCESSED"
             && m["ObjectBytes"] == json!(size as f64)
