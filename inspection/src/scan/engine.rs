@@ -263,8 +263,14 @@ impl EngineScan {
         self.fires = fires;
         if let Some((s, t)) = self.open {
             self.search(&engine, automaton, &view, (s, t.min(end)));
-            self.open = (t > end).then(|| (end.saturating_sub(engine.longest_anchor as u64), t));
-            self.reported_until = end;
+            self.open = None;
+            if t > end {
+                // The region goes on in the next chunk: resume an anchor's length back, and skip
+                // what this search reported. (Only then: a region that closed here says nothing of
+                // the bytes after it, where the next chunk may name an anchor.)
+                self.open = Some((end.saturating_sub(engine.longest_anchor as u64), t));
+                self.reported_until = end;
+            }
         }
         self.pos = end;
         // Verify, in order of end, every candidate whose bytes are all here.
@@ -563,8 +569,17 @@ mod tests {
                     classes.push(Box::new(move |c| c == b));
                 }
             }
+            // Dense data keeps search regions open; sparse data (letters in filler) opens and closes
+            // them, so anchors fall on every side of a chunk's end.
+            let sparse = trial % 2 == 1;
             let mut data: Vec<u8> = (0..2_000 + next(3_000))
-                .map(|_| alphabet[next(4) as usize])
+                .map(|_| {
+                    if sparse && next(6) != 0 {
+                        b'x'
+                    } else {
+                        alphabet[next(4) as usize]
+                    }
+                })
                 .collect();
             // Half the time, plant one occurrence at a random place (edges included).
             if next(2) == 0 {
@@ -614,5 +629,28 @@ mod tests {
         let mut pair = vec![b'A'; 300_000];
         pair.extend_from_slice(b"AB..CD");
         assert_eq!(infected(&scan(&e, &pair, 65_536)), Some("Pair"));
+    }
+
+    /// A short anchor whose window runs on past a chunk's end is named in the next chunk, while the
+    /// anchor itself lies wholly in the previous one: it must still be found.
+    #[test]
+    fn a_short_anchor_named_after_the_chunk_it_lies_in() {
+        let e = engine("Split:0:*:4142??43??44??45??46", "");
+        for at in 0..12 {
+            // A near miss early in the first chunk opens (and closes) a search region there.
+            let mut data = b"\0".repeat(4096);
+            data[..10].copy_from_slice(b"AB.C.D.E.X");
+            let start = 4096 - 12 + at;
+            let sig = b"AB.C.D.E.F";
+            data.extend_from_slice(&[0u8; 64]);
+            data[start..start + sig.len()].copy_from_slice(sig);
+            for chunk in [4096, 4095, 4097] {
+                assert_eq!(
+                    infected(&scan(&e, &data, chunk)),
+                    Some("Split"),
+                    "at {start}, chunk {chunk}"
+                );
+            }
+        }
     }
 }
