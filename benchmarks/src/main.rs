@@ -150,6 +150,20 @@ async fn inspector_mb_s(
     (size as f64 / 1e6 / secs, verdict)
 }
 
+/// Reads the file in 1 MiB chunks into `f`; the seconds it took.
+fn read_through(path: &Path, mut f: impl FnMut(&[u8])) -> f64 {
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; MIB as usize];
+    let start = Instant::now();
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            return start.elapsed().as_secs_f64();
+        }
+        f(&buf[..n]);
+    }
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -204,29 +218,16 @@ async fn main() {
         "  the same pass in 16 KiB chunks (as a network stream hands them out): {small:.0} MB/s"
     );
     // Where the time goes: each part alone over the same bytes.
-    for part in ["sha256", "scan", "parse"] {
-        let mut file = std::fs::File::open(&path).unwrap();
-        let mut buf = vec![0u8; MIB as usize];
-        let start = Instant::now();
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        let mut scan = bench_scanner.engine_scan(size);
-        let mut parser = inspection::dicom::HeaderParser::new(size);
-        loop {
-            let n = file.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            match part {
-                "sha256" => sha2::Digest::update(&mut hasher, &buf[..n]),
-                "scan" => scan.update(&buf[..n]),
-                _ => parser.feed(&buf[..n]),
-            }
-        }
-        println!(
-            "  {part} alone: {:.0} MB/s",
-            size as f64 / 1e6 / start.elapsed().as_secs_f64()
-        );
-    }
+    let mb_s = |secs: f64| size as f64 / 1e6 / secs;
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let secs = read_through(&path, |b| sha2::Digest::update(&mut hasher, b));
+    println!("  sha256 alone: {:.0} MB/s", mb_s(secs));
+    let mut scan = bench_scanner.engine_scan(size);
+    let secs = read_through(&path, |b| scan.update(b));
+    println!("  scan alone: {:.0} MB/s", mb_s(secs));
+    let mut parser = inspection::dicom::HeaderParser::new(size);
+    let secs = read_through(&path, |b| parser.feed(b));
+    println!("  parse alone: {:.0} MB/s", mb_s(secs));
     // The filter's weak spot: short anchors. Signatures added to the same database, scanned alone
     // over the same file.
     // (Four two-byte runs apart: no match by chance, so the whole file is scanned.)
@@ -257,21 +258,11 @@ async fn main() {
             tiny,
         ),
     ] {
-        let weak = scanner(&extra);
-        let mut file = std::fs::File::open(&path).unwrap();
-        let mut buf = vec![0u8; MIB as usize];
-        let start = Instant::now();
-        let mut scan = weak.engine_scan(size);
-        loop {
-            let n = file.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            scan.update(&buf[..n]);
-        }
+        let mut scan = scanner(&extra).engine_scan(size);
+        let secs = read_through(&path, |b| scan.update(b));
         println!(
             "  scan alone, {what} added: {:.0} MB/s ({:?})",
-            size as f64 / 1e6 / start.elapsed().as_secs_f64(),
+            mb_s(secs),
             scan.finish(&[0; 32])
         );
     }

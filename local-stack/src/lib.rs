@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use template::{json_str, json_strings, Template};
+use template::{json_number, json_str, json_strings, Template};
 use tokio::task::JoinHandle;
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -161,21 +161,14 @@ impl LocalStack {
                 seed_signatures(&clients, bucket, prefix).await?;
                 seeded_signatures = true;
             }
-            let timeout = template
-                .function_property(&f, "Timeout")
-                .and_then(|t| {
-                    t.as_str()
-                        .and_then(|s| s.parse().ok())
-                        .or_else(|| t.as_u64())
-                })
-                .unwrap_or(3);
+            let timeout =
+                json_number(template.function_property(&f, "Timeout").as_ref()).unwrap_or(3);
             let timeout = Duration::from_secs(timeout);
             let local = match options.processes.get(&f.logical_id) {
                 Some(executable) => {
-                    let memory_mb = template
-                        .function_property(&f, "MemorySize")
-                        .and_then(|m| m.as_u64().or_else(|| m.as_str()?.parse().ok()))
-                        .unwrap_or(128);
+                    let memory_mb =
+                        json_number(template.function_property(&f, "MemorySize").as_ref())
+                            .unwrap_or(128);
                     let process = Arc::new(
                         runtime::ProcessFunction::start(runtime::Launch {
                             name: &format!("{}-{}", options.stack_name, f.logical_id),
@@ -242,14 +235,10 @@ impl LocalStack {
                             report_batch_item_failures: responses
                                 .iter()
                                 .any(|r| r == "ReportBatchItemFailures"),
-                            maximum_concurrency: props
-                                .pointer("/ScalingConfig/MaximumConcurrency")
-                                .and_then(|v| {
-                                    v.as_u64()
-                                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                                })
-                                .unwrap_or(2)
-                                as usize,
+                            maximum_concurrency: json_number(
+                                props.pointer("/ScalingConfig/MaximumConcurrency"),
+                            )
+                            .unwrap_or(2),
                             function_timeout: timeout,
                             wait_seconds: 1,
                         };
@@ -330,12 +319,7 @@ impl LocalStack {
             max_age: cors_config.get("MaxAge").and_then(Json::as_u64),
         };
         let throttling = |key: &str, default: f64| {
-            api.pointer(&format!("/DefaultRouteSettings/{key}"))
-                .and_then(|v| {
-                    v.as_f64()
-                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                })
-                .unwrap_or(default)
+            json_number(api.pointer(&format!("/DefaultRouteSettings/{key}"))).unwrap_or(default)
         };
         let state = Arc::new(ApiState {
             routes,

@@ -460,6 +460,15 @@ pub fn json_strings(value: Option<&Json>) -> Vec<String> {
 }
 
 /// Reads `key` of an evaluated JSON object as a string (numbers rendered).
+/// A number property: a JSON number, or the string a `!Ref` to a Number parameter evaluates to.
+pub fn json_number<T: std::str::FromStr>(value: Option<&Json>) -> Option<T> {
+    match value? {
+        Json::Number(n) => n.to_string().parse().ok(),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 pub fn json_str(value: &Json, key: &str) -> Option<String> {
     match value.get(key)? {
         Json::String(s) => Some(s.clone()),
@@ -472,6 +481,17 @@ pub fn json_str(value: &Json, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_as_json_or_as_parameter_strings() {
+        let j = serde_json::json!({"a": 900, "b": "256", "c": "1.5", "d": true});
+        assert_eq!(json_number::<u64>(j.get("a")), Some(900));
+        assert_eq!(json_number::<u64>(j.get("b")), Some(256));
+        assert_eq!(json_number::<f64>(j.get("c")), Some(1.5));
+        assert_eq!(json_number::<u64>(j.get("c")), None);
+        assert_eq!(json_number::<u64>(j.get("d")), None);
+        assert_eq!(json_number::<u64>(j.get("missing")), None);
+    }
 
     const T: &str = r#"
 Parameters:

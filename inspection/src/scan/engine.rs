@@ -143,7 +143,6 @@ impl Engine {
             size,
             tail: Vec::new(),
             pos: 0,
-            fires: Vec::new(),
             open: None,
             reported_until: 0,
             pending: Vec::new(),
@@ -168,8 +167,6 @@ pub struct EngineScan {
     /// The last bytes before `pos` (at most [`Engine::keep`]).
     tail: Vec<u8>,
     pos: u64,
-    /// Positions the filter named in the current chunk.
-    fires: Vec<u64>,
     /// A search region `[start, end)` whose end has not arrived yet.
     open: Option<(u64, u64)>,
     /// Anchor matches ending at or before this were reported by an earlier search.
@@ -236,8 +233,9 @@ impl EngineScan {
         };
         let at = self.pos;
         let end = at + chunk.len() as u64;
-        self.fires.clear();
-        filter.run(state, chunk, at, &mut self.fires);
+        // Nothing is allocated unless the filter names a position.
+        let mut fires = Vec::new();
+        filter.run(state, chunk, at, &mut fires);
         let tail = std::mem::take(&mut self.tail);
         let view = View {
             tail: &tail,
@@ -248,7 +246,6 @@ impl EngineScan {
         // to an anchor's length after. Overlapping regions merge; a region is searched once all its
         // bytes are here, or as far as they are, to resume an anchor's length back.
         let reach = engine.longest_anchor as u64 + 1;
-        let fires = std::mem::take(&mut self.fires);
         for &e in &fires {
             let region = (e.saturating_sub(REACH), e + reach);
             match self.open {
@@ -260,7 +257,6 @@ impl EngineScan {
                 None => self.open = Some(region),
             }
         }
-        self.fires = fires;
         if let Some((s, t)) = self.open {
             self.search(&engine, automaton, &view, (s, t.min(end)));
             self.open = None;
