@@ -1,5 +1,11 @@
 //! The AWS emulator the local stack runs on: moto server from the repo's own venv (pinned in
 //! scripts/setup.sh), on a free loopback port, or whatever `AWS_ENDPOINT_URL` names.
+//!
+//! moto is started through `local-stack/moto_server.py`, which turns its IAM enforcement on and
+//! makes it answer as real AWS does where moto is lenient (per-table DynamoDB authorisation, S3's 403
+//! for a missing key without `s3:ListBucket`, presigned URLs authorised as their signer). It creates
+//! an administrator first, whose keys are [`Emulator::admin`]: the local stack provisions with them,
+//! and runs every function under a user that holds only its template role's policies.
 
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -12,14 +18,27 @@ pub const MOTO_ACCOUNT: &str = "123456789012";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
-    #[error("moto_server not found at {0}: run `make setup` (scripts/setup.sh) first")]
+    #[error(
+        "the repo's Python venv (moto) is not at {0}: run `make setup` (scripts/setup.sh) first"
+    )]
     NotInstalled(String),
     #[error("could not start the emulator: {0}")]
     Start(String),
 }
 
+/// An IAM user's access key.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
 pub struct Emulator {
     pub endpoint: String,
+    /// The administrator of an emulator this process started (IAM enforced); `None` for an
+    /// endpoint named by `AWS_ENDPOINT_URL`, whose credentials come from the environment.
+    pub admin: Option<AccessKeys>,
     child: Option<Child>,
     /// The watchdog reads this pipe; when it closes (drop, or this process dies) moto is stopped.
     lifeline: Option<ChildStdin>,
@@ -36,10 +55,11 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn moto_path() -> PathBuf {
-    std::env::var("CLINFLOW_MOTO")
+/// The venv's Python, which runs moto through `local-stack/moto_server.py`.
+fn python_path() -> PathBuf {
+    std::env::var("CLINFLOW_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| repo_root().join(".venv/bin/moto_server"))
+        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"))
 }
 
 fn free_port() -> Result<u16, EmulatorError> {
@@ -55,6 +75,7 @@ impl Emulator {
         match std::env::var("AWS_ENDPOINT_URL") {
             Ok(endpoint) if !endpoint.is_empty() => Ok(Self {
                 endpoint,
+                admin: None,
                 child: None,
                 lifeline: None,
             }),
@@ -63,14 +84,14 @@ impl Emulator {
     }
 
     pub fn start_moto() -> Result<Self, EmulatorError> {
-        let moto = moto_path();
-        if !moto.exists() {
-            return Err(EmulatorError::NotInstalled(moto.display().to_string()));
+        let python = python_path();
+        if !python.exists() {
+            return Err(EmulatorError::NotInstalled(python.display().to_string()));
         }
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port()?;
-            match Self::spawn(&moto, port) {
+            match Self::spawn(&python, port) {
                 Ok(e) => return Ok(e),
                 Err(e) => last = e.to_string(),
             }
@@ -78,12 +99,14 @@ impl Emulator {
         Err(EmulatorError::Start(last))
     }
 
-    fn spawn(moto: &PathBuf, port: u16) -> Result<Self, EmulatorError> {
+    fn spawn(python: &PathBuf, port: u16) -> Result<Self, EmulatorError> {
         let log = std::env::temp_dir().join(format!("clinflow-moto-{port}.log"));
+        let keys = std::env::temp_dir().join(format!("clinflow-moto-{port}.admin.json"));
+        let _ = std::fs::remove_file(&keys);
         // The shell is a watchdog: it stops moto when its stdin closes, which happens when this
         // process drops the Emulator or dies in any way (even SIGKILL).
         let script = r#"
-"$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 &
+"$0" "$1" --admin-key-file "$2" -H 127.0.0.1 -p "$3" >"$4" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
 cat >/dev/null
@@ -91,7 +114,9 @@ cat >/dev/null
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
-            .arg(moto)
+            .arg(python)
+            .arg(repo_root().join("local-stack/moto_server.py"))
+            .arg(&keys)
             .arg(port.to_string())
             .arg(&log)
             .stdin(Stdio::piped())
@@ -127,8 +152,17 @@ cat >/dev/null
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        // The administrator's keys are written before moto starts serving.
+        let admin = std::fs::read(&keys)
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<AccessKeys>(&raw).ok())
+            .ok_or_else(|| {
+                EmulatorError::Start(format!("no administrator keys in {}", keys.display()))
+            })?;
+        let _ = std::fs::remove_file(&keys);
         Ok(Self {
             endpoint,
+            admin: Some(admin),
             child: Some(child),
             lifeline,
         })

@@ -5,7 +5,8 @@
 //! - [`api`] + [`jwt`]: the HttpApi routes at `CLINFLOW_API_ADDR`, after the authorizer's JWT check;
 //! - [`functions`]: each function of the template, run in-process with the environment the template
 //!   gives it; or ([`runtime`]) as its real binary in a child process, under a local Lambda runtime
-//!   API.
+//!   API;
+//! - [`roles`]: with the emulator's IAM enforcement on, each function under its own template role.
 
 pub mod api;
 pub mod emulator;
@@ -13,6 +14,7 @@ pub mod functions;
 pub mod jwt;
 pub mod pollers;
 pub mod provision;
+pub mod roles;
 pub mod runtime;
 pub mod template;
 
@@ -50,6 +52,10 @@ pub struct Options {
     /// Functions (logical id → executable) run as their real binaries in child processes, under a
     /// local Lambda runtime API ([`runtime`]), instead of in-process. SQS-triggered functions only.
     pub processes: BTreeMap<String, PathBuf>,
+    /// The emulator's administrator ([`emulator::Emulator::admin`]): the stack provisions with it
+    /// and runs each function under its own template role, IAM enforced. `None`: every call uses
+    /// the environment's credentials (an endpoint of someone else's, e.g. LocalStack).
+    pub admin: Option<emulator::AccessKeys>,
 }
 
 impl Default for Options {
@@ -64,6 +70,7 @@ impl Default for Options {
             pollers: true,
             unpolled: Vec::new(),
             processes: BTreeMap::new(),
+            admin: None,
         }
     }
 }
@@ -73,11 +80,14 @@ pub struct FunctionInfo {
     pub binary: String,
     pub environment: BTreeMap<String, String>,
     pub timeout: Duration,
+    /// The keys of the IAM user holding the function's role (IAM enforced), if any.
+    pub credentials: Option<emulator::AccessKeys>,
 }
 
 pub struct LocalStack {
     pub api_url: String,
     pub aws_endpoint: String,
+    pub region: String,
     pub clients: AwsClients,
     pub template: Template,
     pub provisioned: provision::Provisioned,
@@ -98,21 +108,35 @@ impl Drop for LocalStack {
     }
 }
 
-/// SDK clients for the emulator. Without credentials in the environment, moto's dummy ones.
-pub async fn emulator_clients(endpoint: &str, region: &str) -> AwsClients {
+/// The SDK configuration for the emulator: these keys, or without them the environment's
+/// credentials, or moto's dummy ones.
+pub async fn emulator_config(
+    endpoint: &str,
+    region: &str,
+    keys: Option<&emulator::AccessKeys>,
+) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new(region.to_owned()));
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "clinflow-local",
-        ));
+    let credentials = |id: &str, secret: &str| {
+        aws_sdk_s3::config::Credentials::new(id, secret, None, None, "clinflow-local")
+    };
+    if let Some(keys) = keys {
+        loader =
+            loader.credentials_provider(credentials(&keys.access_key_id, &keys.secret_access_key));
+    } else if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        loader = loader.credentials_provider(credentials("testing", "testing"));
     }
-    AwsClients::from_config(&loader.load().await, true)
+    loader.load().await
+}
+
+/// SDK clients for the emulator (see [`emulator_config`]).
+pub async fn emulator_clients(
+    endpoint: &str,
+    region: &str,
+    keys: Option<&emulator::AccessKeys>,
+) -> AwsClients {
+    AwsClients::from_config(&emulator_config(endpoint, region, keys).await, true)
 }
 
 impl LocalStack {
@@ -131,8 +155,14 @@ impl LocalStack {
             &account,
             &options.parameters,
         )?;
-        let clients = emulator_clients(endpoint, &options.region).await;
+        let config = emulator_config(endpoint, &options.region, options.admin.as_ref()).await;
+        let clients = AwsClients::from_config(&config, true);
         let provisioned = provision::provision(&mut template, &clients).await?;
+        let roles = match options.admin {
+            Some(_) => Some(roles::roles(&options.template, &template)?),
+            None => None,
+        };
+        let iam = aws_sdk_iam::Client::new(&config);
         let mut seeded_signatures = false;
 
         let mut functions = BTreeMap::new();
@@ -153,6 +183,21 @@ impl LocalStack {
                 })?
                 .to_owned();
             let environment = template.function_environment(&f)?;
+            // The function's own identity: its role's user when IAM is enforced.
+            let keys = match roles.as_ref() {
+                Some(roles) => {
+                    let role = roles.get(&f.logical_id).ok_or_else(|| {
+                        format!("{}: SAM gave the function no role", f.logical_id)
+                    })?;
+                    let user = roles::user_name(&options.stack_name, &f.logical_id);
+                    Some(roles::function_user(&iam, &user, role).await?)
+                }
+                None => None,
+            };
+            let function_clients = match &keys {
+                Some(keys) => emulator_clients(endpoint, &options.region, Some(keys)).await,
+                None => clients.clone(),
+            };
             if let (Some(bucket), Some(prefix), false) = (
                 environment.get("UPLOAD_BUCKET"),
                 environment.get("SIGNATURES_PREFIX"),
@@ -177,13 +222,14 @@ impl LocalStack {
                             aws_endpoint: endpoint,
                             region: &options.region,
                             memory_mb,
+                            credentials: keys.as_ref(),
                         })
                         .await?,
                     );
                     processes.insert(f.logical_id.clone(), Arc::clone(&process));
                     LocalFunction::Sqs(process)
                 }
-                None => functions::build(&binary, &environment, &clients)
+                None => functions::build(&binary, &environment, &function_clients)
                     .map_err(|e| format!("{}: {e}", f.logical_id))?,
             };
             let events = template.eval(
@@ -246,7 +292,7 @@ impl LocalStack {
                             tasks.extend(pollers::spawn(
                                 mapping,
                                 Arc::clone(handler),
-                                clients.sqs.clone(),
+                                function_clients.sqs.clone(),
                             ));
                         }
                     }
@@ -287,6 +333,7 @@ impl LocalStack {
                     binary,
                     environment,
                     timeout,
+                    credentials: keys,
                 },
             );
         }
@@ -342,6 +389,7 @@ impl LocalStack {
         Ok(Self {
             api_url,
             aws_endpoint: endpoint.to_owned(),
+            region: options.region.clone(),
             clients,
             template,
             provisioned,
@@ -368,6 +416,18 @@ impl LocalStack {
                 ttl_seconds: 3600,
             },
         )
+    }
+
+    /// The SDK clients a function runs with: its role's user when IAM is enforced, else the stack's.
+    pub async fn function_clients(&self, logical_id: &str) -> AwsClients {
+        match self
+            .functions
+            .get(logical_id)
+            .and_then(|f| f.credentials.as_ref())
+        {
+            Some(keys) => emulator_clients(&self.aws_endpoint, &self.region, Some(keys)).await,
+            None => self.clients.clone(),
+        }
     }
 
     /// The physical name of a table, by logical id.

@@ -29,6 +29,10 @@ async fn main() -> Result<(), local_stack::Error> {
         Some("emulator") => {
             let emulator = Emulator::start_moto()?;
             println!("AWS_ENDPOINT_URL={}", emulator.endpoint);
+            if let Some(admin) = &emulator.admin {
+                println!("AWS_ACCESS_KEY_ID={}", admin.access_key_id);
+                println!("AWS_SECRET_ACCESS_KEY={}", admin.secret_access_key);
+            }
             let mut sink = Vec::new();
             let _ = std::io::stdin().read_to_end(&mut sink);
             drop(emulator);
@@ -44,7 +48,10 @@ async fn main() -> Result<(), local_stack::Error> {
 async fn up(args: &[String]) -> Result<(), local_stack::Error> {
     shared::telemetry::init_pretty();
     let emulator = Emulator::from_env_or_start()?;
-    let mut options = Options::default();
+    let mut options = Options {
+        admin: emulator.admin.clone(),
+        ..Options::default()
+    };
     if let Ok(addr) = std::env::var("CLINFLOW_API_ADDR") {
         options.api_addr = addr.parse()?;
     }

@@ -71,6 +71,8 @@ pub struct Launch<'a> {
     pub aws_endpoint: &'a str,
     pub region: &'a str,
     pub memory_mb: u64,
+    /// The function's own keys (its role's user); `None`: the environment's, or moto's dummy ones.
+    pub credentials: Option<&'a crate::emulator::AccessKeys>,
 }
 
 impl ProcessFunction {
@@ -92,6 +94,11 @@ impl ProcessFunction {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
+        let env_or = |name: &str| std::env::var(name).unwrap_or_else(|_| "testing".into());
+        let (access_key_id, secret_access_key) = match launch.credentials {
+            Some(keys) => (keys.access_key_id.clone(), keys.secret_access_key.clone()),
+            None => (env_or("AWS_ACCESS_KEY_ID"), env_or("AWS_SECRET_ACCESS_KEY")),
+        };
         let mut command = tokio::process::Command::new(launch.executable);
         command
             .env_clear()
@@ -112,14 +119,8 @@ impl ProcessFunction {
             .env("AWS_REGION", launch.region)
             .env("AWS_DEFAULT_REGION", launch.region)
             .env("AWS_ENDPOINT_URL", launch.aws_endpoint)
-            .env(
-                "AWS_ACCESS_KEY_ID",
-                std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "testing".into()),
-            )
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "testing".into()),
-            )
+            .env("AWS_ACCESS_KEY_ID", access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret_access_key)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .kill_on_drop(true);

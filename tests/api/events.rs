@@ -31,13 +31,14 @@ fn binary_of(file: &str) -> &'static str {
 }
 
 async fn invoke(app: &TestApp, binary: &str, event: &Value) -> (u16, Value) {
-    let info = app
+    let (id, info) = app
         .stack
         .functions
-        .values()
-        .find(|f| f.binary == binary)
+        .iter()
+        .find(|(_, f)| f.binary == binary)
         .expect("function in template");
-    match functions::build(binary, &info.environment, &app.stack.clients).unwrap() {
+    let clients = app.stack.function_clients(id).await;
+    match functions::build(binary, &info.environment, &clients).unwrap() {
         LocalFunction::Http(handler) => {
             // The exact AWS type first, then what lambda_http builds from it.
             let _: aws_lambda_events::apigw::ApiGatewayV2httpRequest =

@@ -232,14 +232,15 @@ async fn staged(app: &TestApp, name: &str) -> (String, Value) {
 }
 
 /// The processor as the template builds it, to deliver messages by hand.
-fn processor(app: &TestApp) -> std::sync::Arc<dyn local_stack::pollers::SqsFunction> {
-    let info = app
+async fn processor(app: &TestApp) -> std::sync::Arc<dyn local_stack::pollers::SqsFunction> {
+    let (id, info) = app
         .stack
         .functions
-        .values()
-        .find(|f| f.binary == "process-dicom")
+        .iter()
+        .find(|(_, f)| f.binary == "process-dicom")
         .unwrap();
-    match functions::build("process-dicom", &info.environment, &app.stack.clients).unwrap() {
+    let clients = app.stack.function_clients(id).await;
+    match functions::build("process-dicom", &info.environment, &clients).unwrap() {
         LocalFunction::Sqs(f) => f,
         _ => unreachable!(),
     }
@@ -267,7 +268,7 @@ async fn duplicate_and_concurrent_deliveries_yield_one_record_and_one_transition
     let app = spawn_app().await;
     let (id, notification) = staged(&app, "MR_small.dcm").await;
     let id = id.as_str();
-    let f = processor(&app);
+    let f = processor(&app).await;
 
     // Twice at the same moment, in two invocations.
     let (a, b) = tokio::join!(
@@ -372,10 +373,13 @@ async fn a_message_that_cannot_finish_before_the_deadline_goes_back_untouched() 
     let mut event = sqs_event(&[&notification, &notification]);
     // 5 s left: less than the margin the template keeps (20 s).
     event.context.deadline = chrono::Utc::now().timestamp_millis() as u64 + 5_000;
-    let response = processor(&app).invoke(event).await.unwrap();
+    let response = processor(&app).await.invoke(event).await.unwrap();
     assert_eq!(response.batch_item_failures.len(), 2, "both handed back");
     let record = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
-    assert_eq!(record.body["status"], "RECEIVED", "nothing half-done");
+    assert_eq!(
+        record.body["status"], "AWAITING_UPLOAD",
+        "nothing half-done"
+    );
     assert_eq!(
         app.item_count("IdempotencyTable").await,
         0,
@@ -383,6 +387,7 @@ async fn a_message_that_cannot_finish_before_the_deadline_goes_back_untouched() 
     );
     // With time, the same message is processed.
     let done = processor(&app)
+        .await
         .invoke(sqs_event(&[&notification]))
         .await
         .unwrap();

@@ -63,15 +63,16 @@ async fn a_real_dicom_file_put_to_its_presigned_url_reaches_the_ingest_queue() {
     assert_eq!(len, file.len());
     assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&file)));
 
-    // The first read after the PUT records its arrival; a monitor of the site sees it too.
+    // A read is only a read: the arrival is the S3 event's to record (process-dicom), so the record
+    // still awaits its upload here, where no consumer polls; a monitor of the site sees it too.
     let monitor = app.token("monitor", &[BOS]);
     let record = app.get(&format!("/v1/uploads/{id}"), &monitor).await;
     assert_eq!(record.status, 200, "{}", record.body);
-    assert_eq!(record.body["status"], "RECEIVED");
+    assert_eq!(record.body["status"], "AWAITING_UPLOAD");
     assert_eq!(record.body["sizeBytes"], file.len());
     assert!(record.body.get("upload").is_none(), "no URLs in the record");
 
-    // Two changes, two audit entries: who, when, old -> new.
+    // One change, one audit entry: who, when, old -> new. The reads wrote nothing.
     let trail = app.audit_trail(&id).await;
     let transitions: Vec<(Option<String>, String, String)> = trail
         .iter()
@@ -85,14 +86,7 @@ async fn a_real_dicom_file_put_to_its_presigned_url_reaches_the_ingest_queue() {
         .collect();
     assert_eq!(
         transitions,
-        vec![
-            (None, "AWAITING_UPLOAD".into(), "tester".into()),
-            (
-                Some("AWAITING_UPLOAD".into()),
-                "RECEIVED".into(),
-                "system:upload-url".into()
-            ),
-        ]
+        vec![(None, "AWAITING_UPLOAD".into(), "tester".into())]
     );
 }
 
@@ -112,16 +106,15 @@ async fn correlation_id_travels_from_the_request_into_the_record_and_its_audit_t
     assert_eq!(r.headers()["x-correlation-id"], "walk-42");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["correlationId"], "walk-42");
-    // The arrival, recorded by a later read with no correlation id of its own, carries the upload's.
     assert_eq!(
         app.send_presigned(&body["upload"], file).await.status(),
         200
     );
     let id = body["uploadId"].as_str().unwrap();
     let read = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
-    assert_eq!(read.body["status"], "RECEIVED");
+    assert_eq!(read.body["correlationId"], "walk-42");
     let trail = app.audit_trail(id).await;
-    assert_eq!(trail.len(), 2);
+    assert_eq!(trail.len(), 1);
     for entry in trail {
         assert_eq!(entry["correlationId"].as_s().unwrap(), "walk-42");
     }
@@ -161,10 +154,12 @@ async fn an_upload_already_put_cannot_be_aborted() {
     );
     let r = app.delete(&format!("/v1/uploads/{id}"), &app.staff()).await;
     assert_eq!(r.problem(409), "/problems/upload-not-open");
+    // The refusal wrote nothing: the record awaits the S3 event's processing, not aborted.
     assert_eq!(
         app.get(&format!("/v1/uploads/{id}"), &app.staff())
             .await
             .body["status"],
-        "RECEIVED"
+        "AWAITING_UPLOAD"
     );
+    assert_eq!(app.audit_trail(id).await.len(), 1);
 }

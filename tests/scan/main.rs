@@ -178,7 +178,12 @@ async fn a_clamd_that_is_not_there_is_an_error_not_a_verdict() {
 #[tokio::test]
 async fn signature_databases_reload_when_their_etags_change() {
     use process_dicom::signatures::{S3Signatures, ScannerSource};
-    let clients = local_stack::emulator_clients(&clinflow_tests::endpoint(), "us-east-1").await;
+    let clients = local_stack::emulator_clients(
+        &clinflow_tests::endpoint(),
+        "us-east-1",
+        clinflow_tests::admin().as_ref(),
+    )
+    .await;
     let s3 = clients.s3.clone();
     let bucket = format!("sigs-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     s3.create_bucket().bucket(&bucket).send().await.unwrap();

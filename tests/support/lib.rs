@@ -13,13 +13,19 @@ use std::sync::OnceLock;
 
 static EMULATOR: OnceLock<Emulator> = OnceLock::new();
 
+fn emulator() -> &'static Emulator {
+    EMULATOR.get_or_init(|| {
+        Emulator::from_env_or_start().expect("start the emulator (make setup installs moto)")
+    })
+}
+
 pub fn endpoint() -> String {
-    EMULATOR
-        .get_or_init(|| {
-            Emulator::from_env_or_start().expect("start the emulator (make setup installs moto)")
-        })
-        .endpoint
-        .clone()
+    emulator().endpoint.clone()
+}
+
+/// The emulator's administrator (IAM is enforced on an emulator the tests started).
+pub fn admin() -> Option<local_stack::emulator::AccessKeys> {
+    emulator().admin.clone()
 }
 
 pub struct TestApp {
@@ -84,7 +90,29 @@ async fn spawn(parameters: &[(&str, &str)], pollers: bool, unpolled: &[&str]) ->
     spawn_with(parameters, pollers, unpolled, &[]).await
 }
 
+/// The API of a stack built from another template (e.g. template.yaml with a permission removed).
+pub async fn spawn_app_from(template: std::path::PathBuf) -> TestApp {
+    spawn_from(template, &[], false, &[], &[]).await
+}
+
 async fn spawn_with(
+    parameters: &[(&str, &str)],
+    pollers: bool,
+    unpolled: &[&str],
+    processes: &[(&str, std::path::PathBuf)],
+) -> TestApp {
+    spawn_from(
+        repo_root().join("template.yaml"),
+        parameters,
+        pollers,
+        unpolled,
+        processes,
+    )
+    .await
+}
+
+async fn spawn_from(
+    template: std::path::PathBuf,
     parameters: &[(&str, &str)],
     pollers: bool,
     unpolled: &[&str],
@@ -103,7 +131,7 @@ async fn spawn_with(
         stack_name,
         region: "us-east-1".into(),
         api_addr: "127.0.0.1:0".parse().expect("addr"),
-        template: repo_root().join("template.yaml"),
+        template,
         parameters: parameters
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -115,6 +143,7 @@ async fn spawn_with(
             .iter()
             .map(|(id, exe)| ((*id).to_owned(), exe.clone()))
             .collect(),
+        admin: admin(),
     };
     let stack = LocalStack::start(&endpoint(), options)
         .await

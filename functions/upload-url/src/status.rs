@@ -11,9 +11,6 @@ use shared::problem::Problem;
 use shared::store::dynamodb::upload_entity;
 use shared::store::AuditEntry;
 
-/// The actor the audit trail names for changes the service makes on its own.
-pub(crate) const SYSTEM_ACTOR: &str = "system:upload-url";
-
 /// The upload, if it exists and the caller may read its site; 404 otherwise (existence does not leak).
 pub(crate) async fn visible_upload(
     api: &UploadApi,
@@ -79,34 +76,9 @@ pub(crate) async fn get_upload(
     caller: &Caller,
     id: &UploadId,
 ) -> Result<Response<Body>, Problem> {
-    let mut upload = visible_upload(api, caller, id).await?;
-    // (The system's own transition carries the correlation id of the declaring request.)
-    // A single PUT goes straight to S3: the first read after it lands records its arrival.
-    // (Multipart uploads become RECEIVED when they are completed.)
-    if upload.status == UploadStatus::AwaitingUpload && upload.mode == UploadMode::Single {
-        if let Some(_head) = api
-            .objects
-            .head(&upload.key)
-            .await
-            .map_err(request::store)?
-        {
-            upload = match transition(
-                api,
-                upload.clone(),
-                UploadStatus::Received,
-                SYSTEM_ACTOR,
-                "object present in the upload bucket",
-                &upload.correlation_id,
-            )
-            .await
-            {
-                Ok(u) => u,
-                // Someone else (a concurrent read, the processor) moved it first: show theirs.
-                Err(p) if p.status == 409 => visible_upload(api, caller, id).await?,
-                Err(p) => return Err(p),
-            };
-        }
-    }
+    // A read is only a read: the arrival of the bytes is recorded by the S3 event's path
+    // (process-dicom), never by a GET racing it.
+    let upload = visible_upload(api, caller, id).await?;
     view::json(StatusCode::OK, &UploadView::from(&upload))
 }
 
@@ -137,10 +109,9 @@ pub(crate) async fn abort_upload(
                 .await
                 .map_err(request::store)?;
         }
-        // The PUT may already have landed: then it is received, not abortable (nothing is lost).
+        // The PUT may already have landed: then it is on its way to processing, not abortable
+        // (nothing is lost). The S3 event records its arrival; this refusal writes nothing.
         UploadMode::Single => {
-            // The system's own transition carries the correlation id of the declaring request.
-            let correlation_id = upload.correlation_id.clone();
             if api
                 .objects
                 .head(&upload.key)
@@ -148,15 +119,6 @@ pub(crate) async fn abort_upload(
                 .map_err(request::store)?
                 .is_some()
             {
-                transition(
-                    api,
-                    upload,
-                    UploadStatus::Received,
-                    SYSTEM_ACTOR,
-                    "object present in the upload bucket",
-                    &correlation_id,
-                )
-                .await?;
                 return Err(conflict(
                     "upload-not-open",
                     "Upload no longer open",

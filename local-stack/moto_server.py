@@ -1,0 +1,287 @@
+"""moto server as the local stack runs it: IAM enforced, and closer to real AWS where it matters.
+
+Started by local-stack/src/emulator.rs with the repo's venv (moto[server]==5.1.22):
+
+    .venv/bin/python local-stack/moto_server.py --admin-key-file FILE -H 127.0.0.1 -p PORT
+
+Before serving, it creates an administrator (an IAM user allowed everything, the local stack's own
+identity for provisioning and for the tests' inspection) and writes its keys to FILE; then every
+request is checked against the caller's IAM policies (moto's INITIAL_NO_AUTH_ACTION_COUNT = 0).
+Each function of the template runs under an IAM user that holds its role's policies, so a
+permission the code needs and the template lacks fails the test that exercises it.
+
+What this adds to moto, each because real AWS behaves so and moto does not:
+- DynamoDB is authorised per table (moto checks every DynamoDB action against `*`, so a policy
+  naming a table never matches); a Query or Scan of an index against `table/T/index/I`;
+  TransactWriteItems / TransactGetItems per item, as the item's own action (PutItem, UpdateItem,
+  DeleteItem, ConditionCheckItem, GetItem) on its table — there is no IAM action for a transaction.
+- DynamoDB requests are serialised: moto's TransactWriteItems checks its conditions and then writes
+  without a lock, so two concurrent transactions on one item could both pass their conditions; real
+  DynamoDB isolates them (serializable for transactional writes).
+- S3: a GET or HEAD of a missing key answers 403 AccessDenied unless the caller may s3:ListBucket
+  the bucket with the key as `s3:prefix` (moto always answers 404); and s3:ListBucket honours
+  `s3:prefix` conditions (StringLike, StringEquals), which moto ignores.
+- S3 presigned URLs are authorised as their signer (the X-Amz-Credential of the query string);
+  moto's IAM check needs an Authorization header and fails them otherwise.
+- Signatures are not verified (moto miscomputes them for query strings holding `%2F`); identity
+  comes from the access key id. What a signature guards (expiry, signed headers) is tested
+  against an S3 that enforces SigV4, not here.
+"""
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+import threading
+from urllib.parse import parse_qs, urlparse
+
+os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+
+from moto import settings  # noqa: E402
+from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
+from moto.dynamodb.responses import DynamoHandler  # noqa: E402
+from moto.iam.access_control import IAMRequest, IAMRequestBase, S3IAMRequest  # noqa: E402
+from moto.iam.models import iam_backends  # noqa: E402
+from moto.s3.models import FakeKey  # noqa: E402
+from moto.s3.responses import S3Response  # noqa: E402
+from moto.core.exceptions import HTTPException  # noqa: E402
+
+ACCOUNT = "123456789012"
+
+
+def enforcing() -> bool:
+    return ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
+
+
+# ------------------------------------------------------------------ identity
+
+
+_original_init = IAMRequestBase.__init__
+
+
+def _init(self, account_id, method, path, data, body, headers, action):
+    if "Authorization" not in headers:
+        query = parse_qs(urlparse(path).query)
+        credential = query.get("X-Amz-Credential", [None])[0]
+        if not credential and query.get("AWSAccessKeyId"):  # a SigV2 presigned URL (boto3's default)
+            credential = f"{query['AWSAccessKeyId'][0]}/19700101/us-east-1/s3/aws4_request"
+        if credential:
+            headers = dict(headers)
+            headers["Authorization"] = (
+                f"AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature=presigned"
+            )
+    _original_init(self, account_id, method, path, data, body, headers, action)
+
+
+IAMRequestBase.__init__ = _init
+IAMRequestBase.check_signature = lambda self: None
+
+
+def _request_for(action):
+    """An IAMRequest whose action is `action` (e.g. PutItem) rather than the HTTP request's."""
+
+    class ForAction(IAMRequest):
+        def __init__(self, **kwargs):
+            kwargs["action"] = action
+            super().__init__(**kwargs)
+
+    return ForAction
+
+
+# ------------------------------------------------------------------ DynamoDB
+
+_dynamodb_lock = threading.Lock()
+_original_dynamo_call = DynamoHandler.call_action
+
+
+def _dynamo_call_action(self):
+    with _dynamodb_lock:
+        return _original_dynamo_call(self)
+
+
+def _table_arn(self, table, index=None):
+    arn = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{table}"
+    return f"{arn}/index/{index}" if index else arn
+
+
+TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+
+
+def _dynamo_checks(self, body):
+    action = self._get_action()
+    if action in ("TransactWriteItems", "TransactGetItems"):
+        checks = []
+        for item in body.get("TransactItems", []):
+            for kind, inner in item.items():
+                checks.append((TRANSACT_ACTIONS.get(kind, kind), _table_arn(self, inner.get("TableName", ""))))
+        return checks
+    if action in ("BatchWriteItem", "BatchGetItem"):
+        return [(action, _table_arn(self, t)) for t in body.get("RequestItems", {})]
+    table = body.get("TableName") or body.get("ResourceArn")
+    if not table:
+        return [(action, "*")]
+    if table.startswith("arn:"):
+        return [(action, table)]
+    return [(action, _table_arn(self, table, body.get("IndexName")))]
+
+
+def _dynamo_authorize(self, resource="*"):
+    body = self.body if isinstance(self.body, dict) else json.loads(self.body or "{}")
+    for action, arn in _dynamo_checks(self, body):
+        self._authenticate_and_authorize_action(_request_for(action), arn)
+
+
+DynamoHandler.call_action = _dynamo_call_action
+DynamoHandler._authenticate_and_authorize_normal_action = _dynamo_authorize
+
+
+# ------------------------------------------------------------------ S3
+
+
+class _AccessDenied(HTTPException):
+    code = 403
+
+    def __init__(self):
+        super().__init__()
+        self.description = (
+            '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+            "<Message>Access Denied</Message></Error>"
+        )
+
+
+def _statements(policy):
+    if isinstance(policy, dict) and "policy_document" in policy:
+        document = policy["policy_document"]
+    elif hasattr(policy, "versions"):
+        document = next(v.document for v in policy.versions if v.is_default)
+    else:
+        document = policy
+    if isinstance(document, str):
+        document = json.loads(document)
+    statements = document.get("Statement", [])
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def _matches(patterns, value):
+    return any(fnmatch.fnmatchcase(value, p) for p in _as_list(patterns))
+
+
+def _condition_holds(condition, context):
+    """StringLike / StringEquals on the keys of `context`; any other condition does not hold."""
+    for operator, keys in condition.items():
+        for key, expected in keys.items():
+            actual = context.get(key)
+            if actual is None:
+                return False
+            if operator == "StringLike":
+                if not _matches(expected, actual):
+                    return False
+            elif operator == "StringEquals":
+                if actual not in _as_list(expected):
+                    return False
+            else:
+                return False
+    return True
+
+
+def _may_list(self, bucket, prefix):
+    """Whether the caller may s3:ListBucket `bucket` with this s3:prefix (conditions honoured)."""
+    request = S3IAMRequest(
+        account_id=self.current_account,
+        method="GET",
+        path=f"/{bucket}",
+        data={},
+        body=b"",
+        headers=self.headers,
+        action="ListBucket",
+    )
+    arn = f"arn:aws:s3:::{bucket}"
+    allowed = False
+    for policy in request._access_key.collect_policies():
+        for st in _statements(policy):
+            if "Action" not in st or not _matches(
+                [a.lower() for a in _as_list(st["Action"])], "s3:listbucket"
+            ):
+                continue
+            if not _matches(st.get("Resource", []), arn):
+                continue
+            applies = _condition_holds(st.get("Condition", {}), {"s3:prefix": prefix})
+            if applies and st.get("Effect") == "Deny":
+                return False
+            if applies and st.get("Effect") == "Allow":
+                allowed = True
+    return allowed
+
+
+_original_s3_authorize = S3Response._authenticate_and_authorize_s3_action
+
+
+def _s3_authorize(self, bucket_name=None, key_name=None):
+    _original_s3_authorize(self, bucket_name=bucket_name, key_name=key_name)
+    if not enforcing() or not bucket_name:
+        return
+    action = self._get_action()
+    if key_name is None and action == "ListBucket":
+        prefix = self.querystring.get("prefix", [""])[0]
+        if isinstance(prefix, bytes):
+            prefix = prefix.decode("utf-8")
+        if not _may_list(self, bucket_name, prefix or ""):
+            raise _AccessDenied()
+    elif key_name is not None and action == "GetObject" and self.method in ("GET", "HEAD"):
+        if "versionId" in self.querystring or "uploadId" in self.querystring:
+            return
+        try:
+            exists = isinstance(self.backend.get_bucket(bucket_name).keys.get(key_name), FakeKey)
+        except Exception:
+            return  # no such bucket: moto answers it
+        if not exists and not _may_list(self, bucket_name, key_name):
+            raise _AccessDenied()
+
+
+S3Response._authenticate_and_authorize_s3_action = _s3_authorize
+
+
+# ------------------------------------------------------------------ start
+
+
+def bootstrap_admin(key_file):
+    iam = iam_backends[ACCOUNT]["aws"]
+    iam.create_user(None, "clinflow-local-admin", "/", None)
+    iam.put_user_policy(
+        "clinflow-local-admin",
+        "everything",
+        json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+    )
+    key = iam.create_access_key("clinflow-local-admin")
+    tmp = key_file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"accessKeyId": key.access_key_id, "secretAccessKey": key.secret_access_key}, f)
+    os.replace(tmp, key_file)
+
+
+def main():
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--admin-key-file")
+    args, rest = parser.parse_known_args()
+    if args.admin_key_file:
+        bootstrap_admin(args.admin_key_file)
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+        ActionAuthenticatorMixin.request_count = 0
+    from moto.server import main as moto_main
+
+    moto_main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
