@@ -9,5 +9,6 @@ mod multipart;
 mod openapi;
 mod pipeline;
 mod pollers;
+mod races;
 mod single_put;
 mod template;

@@ -1,0 +1,148 @@
+//! Races a client can provoke from outside, run many times.
+//!
+//! The race seen by a new user (a client polling `GET /v1/uploads/{id}` every second right after
+//! its PUT; a truncated DICOM stayed non-terminal for more than 120 s, its message waiting out the
+//! 5,400 s visibility timeout) had two causes. The read wrote: the first GET after a single PUT
+//! recorded RECEIVED, racing the processor's own transition. And moto did not isolate the two
+//! transactions: its TransactWriteItems checks its conditions, then writes, with no lock, so the
+//! read's AWAITING_UPLOAD → RECEIVED and the processor's AWAITING_UPLOAD → PROCESSING both passed
+//! their conditions, and the processor's final PROCESSING → QUARANTINED was refused. Real DynamoDB
+//! isolates transactional writes. Now a read writes nothing, and the local stack's moto serialises
+//! DynamoDB requests (local-stack/moto_server.py).
+
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use clinflow_tests::*;
+
+/// Real DynamoDB: of concurrent transactions conditioned on the same state, exactly one applies.
+#[tokio::test]
+async fn concurrent_conditional_transactions_on_one_item_apply_once() {
+    let app = spawn_app().await;
+    let table = app.table("UploadsTable");
+    let db = app.stack.clients.dynamodb.clone();
+    for round in 0..40 {
+        let id = format!("race-{round}");
+        db.put_item()
+            .table_name(&table)
+            .item("uploadId", AttributeValue::S(id.clone()))
+            .item("status", AttributeValue::S("A".into()))
+            .send()
+            .await
+            .unwrap();
+        let attempts = (0..8).map(|writer| {
+            let (db, table, id) = (db.clone(), table.clone(), id.clone());
+            tokio::spawn(async move {
+                let update = Update::builder()
+                    .table_name(table)
+                    .key("uploadId", AttributeValue::S(id))
+                    .condition_expression("#s = :from")
+                    .update_expression("SET #s = :to")
+                    .expression_attribute_names("#s", "status")
+                    .expression_attribute_values(":from", AttributeValue::S("A".into()))
+                    .expression_attribute_values(":to", AttributeValue::S(format!("B{writer}")))
+                    .build()
+                    .unwrap();
+                db.transact_write_items()
+                    .transact_items(TransactWriteItem::builder().update(update).build())
+                    .send()
+                    .await
+                    .is_ok()
+            })
+        });
+        let mut applied = 0;
+        for attempt in attempts.collect::<Vec<_>>() {
+            applied += usize::from(attempt.await.unwrap());
+        }
+        assert_eq!(applied, 1, "round {round}: one transaction applies");
+    }
+}
+
+/// Uploads polled from the moment their PUT returns, many at once: every one reaches its terminal
+/// state promptly (a refused write left to the visibility timeout would take 90 minutes), and the
+/// reads left no trace in the audit trail.
+#[tokio::test]
+async fn uploads_polled_while_they_are_processed_all_end_promptly() {
+    let app = spawn_pipeline(&[]).await;
+    let good = dicom_file("CT_small.dcm");
+    let truncated = good[..700].to_vec();
+    let files: Vec<Vec<u8>> = (0..12)
+        .map(|i| {
+            if i % 2 == 0 {
+                truncated.clone()
+            } else {
+                synthetic_dicom(i, 4096, i as u8)
+            }
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let polls = files.iter().map(|bytes| {
+        let app = &app;
+        async move {
+            let created = app.upload(&declaration("SUBJ-0001", bytes), bytes).await;
+            let id = created["uploadId"].as_str().unwrap().to_owned();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+            loop {
+                let r = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
+                let status = r.body["status"].as_str().unwrap_or("").to_owned();
+                if ["PROCESSED", "QUARANTINED", "FAILED"].contains(&status.as_str()) {
+                    return (id, r.body);
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "still {status} after 90 s: {}",
+                    r.body
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    });
+    let ends = futures_join_all(polls).await;
+    for (i, (id, record)) in ends.iter().enumerate() {
+        let want = if i % 2 == 0 {
+            "QUARANTINED"
+        } else {
+            "PROCESSED"
+        };
+        assert_eq!(record["status"], want, "{record}");
+        let trail: Vec<String> = app
+            .audit_trail(id)
+            .await
+            .iter()
+            .map(|e| e["new"].as_s().unwrap().clone())
+            .collect();
+        assert_eq!(
+            trail,
+            vec!["AWAITING_UPLOAD", "PROCESSING", want],
+            "each transition once, none by a read"
+        );
+    }
+    eprintln!(
+        "12 polled uploads terminal in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// `join_all` without a dependency: the futures run concurrently on this task.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, out) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("ready")).collect()
+}
