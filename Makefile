@@ -25,10 +25,12 @@ lint:
 	.venv/bin/openapi-spec-validator openapi.yaml
 
 # A dev token for the local stack, on the last line: make token ROLE=monitor SITES=SITE-BOS-01,SITE-LYN-02
+# (a sponsor admin needs its trials: make token ROLE=sponsor_admin TRIALS=CLIN-DEMO-01)
 ROLE ?= site_staff
 SITES ?= SITE-BOS-01
+TRIALS ?=
 token:
-	@cargo run -q -p clinflow-local -- token --role $(ROLE) --sites $(SITES)
+	@cargo run -q -p clinflow-local -- token --role $(ROLE) --sites $(SITES) --trials "$(TRIALS)"
 
 clean:
 	cargo clean

@@ -77,6 +77,8 @@ pub struct TokenSpec<'a> {
     pub subject: &'a str,
     pub role: &'a str,
     pub sites: &'a [String],
+    /// The `trials` claim; left out when empty.
+    pub trials: &'a [String],
     pub issuer: &'a str,
     pub audience: &'a str,
     /// Seconds from now; negative for an already expired token (tests).
@@ -85,7 +87,7 @@ pub struct TokenSpec<'a> {
 
 pub fn mint(secret: &str, spec: &TokenSpec<'_>) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = serde_json::json!({
+    let mut claims = serde_json::json!({
         "sub": spec.subject,
         "role": spec.role,
         "sites": spec.sites.join(","),
@@ -95,6 +97,9 @@ pub fn mint(secret: &str, spec: &TokenSpec<'_>) -> String {
         "nbf": now.min(now + spec.ttl_seconds),
         "exp": now + spec.ttl_seconds,
     });
+    if !spec.trials.is_empty() {
+        claims["trials"] = spec.trials.join(",").into();
+    }
     encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -113,6 +118,7 @@ mod tests {
             subject: "u1",
             role: "monitor",
             sites: SITES.get_or_init(|| vec!["S1".into(), "S2".into()]),
+            trials: &[],
             issuer: "iss",
             audience: "aud",
             ttl_seconds: ttl,

@@ -403,14 +403,15 @@ impl LocalStack {
     }
 
     /// A dev token the local authorizer accepts.
-    pub fn token(&self, user: &str, role: &str, sites: &[&str]) -> String {
-        let sites: Vec<String> = sites.iter().map(|s| (*s).to_owned()).collect();
+    pub fn token(&self, user: &str, role: &str, sites: &[&str], trials: &[&str]) -> String {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
         jwt::mint(
             &self.jwt_secret,
             &jwt::TokenSpec {
                 subject: user,
                 role,
-                sites: &sites,
+                sites: &owned(sites),
+                trials: &owned(trials),
                 issuer: &self.issuer,
                 audience: &self.audience,
                 ttl_seconds: 3600,

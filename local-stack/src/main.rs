@@ -3,7 +3,7 @@
 //! - `clinflow-local up [--seed-demo]`: emulator (or `AWS_ENDPOINT_URL`), the template's resources,
 //!   the HttpApi at `CLINFLOW_API_ADDR` (default 127.0.0.1:3000); prints the ready line and serves
 //!   until interrupted.
-//! - `clinflow-local token --role ROLE --sites A,B [--sub USER] [--ttl SECONDS]`: a dev token.
+//! - `clinflow-local token --role ROLE --sites A,B [--trials T1,T2] [--sub USER] [--ttl SECONDS]`: a dev token.
 //! - `clinflow-local emulator`: only the emulator; prints `AWS_ENDPOINT_URL=...` and runs until its
 //!   standard input closes (the test script shares one emulator between test binaries this way).
 
@@ -39,7 +39,7 @@ async fn main() -> Result<(), local_stack::Error> {
             Ok(())
         }
         _ => {
-            eprintln!("usage: clinflow-local up [--seed-demo] | token --role ROLE --sites A,B [--sub USER] [--ttl SECONDS] | emulator");
+            eprintln!("usage: clinflow-local up [--seed-demo] | token --role ROLE --sites A,B [--trials T1,T2] [--sub USER] [--ttl SECONDS] | emulator");
             std::process::exit(2);
         }
     }
@@ -84,6 +84,12 @@ fn token(args: &[String]) -> Result<(), local_stack::Error> {
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
+    let trials: Vec<String> = flag(args, "--trials")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
     let user = flag(args, "--sub").unwrap_or_else(|| format!("dev-{role}"));
     let ttl: i64 = flag(args, "--ttl")
         .map(|t| t.parse())
@@ -111,6 +117,7 @@ fn token(args: &[String]) -> Result<(), local_stack::Error> {
                 subject: &user,
                 role: &role,
                 sites: &sites,
+                trials: &trials,
                 issuer: &issuer,
                 audience: &audience,
                 ttl_seconds: ttl,

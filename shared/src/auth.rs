@@ -2,16 +2,23 @@
 //!
 //! Authentication happens at the edge: the HttpApi JWT authorizer (in AWS) or the local stack (the
 //! same checks: signature, `exp`/`nbf`, `iss`, `aud`) verifies the token and puts its claims in the
-//! request context. Authorization happens here, in the function, from two claims:
+//! request context. Authorization happens here, in the function, from three claims:
 //! - `role`: `site_staff` (uploads, reads its own sites), `monitor` (reads its own sites),
-//!   `sponsor_admin` (reads every site);
+//!   `sponsor_admin` (reads every site of its trials);
 //! - `sites`: the sites the caller works for, `"SITE-1,SITE-2"` or the authorizer's rendering of a
-//!   JSON array claim, `"[SITE-1 SITE-2]"`.
+//!   JSON array claim, `"[SITE-1 SITE-2]"`;
+//! - `trials`: the trials the caller works on, in the same forms. A sponsor admin sees only these
+//!   (no claim: none); for site staff and monitors, when present, it narrows their sites further.
+//!
+//! These claims decide what a caller sees, so they must come from what users cannot edit: the
+//! identity provider's groups or a token-generation hook (Cognito groups or a pre-token-generation
+//! trigger, Entra ID app roles), never user-writable profile attributes (a Cognito custom attribute
+//! a user may update, for instance).
 //!
 //! Site scoping does not leak existence: a subject or upload at a site the caller cannot see answers
 //! 404, exactly as one that does not exist. A caller whose role does not allow the action at all gets 403.
 
-use crate::domain::SiteId;
+use crate::domain::{SiteId, TrialId};
 use crate::problem::Problem;
 use std::collections::{BTreeSet, HashMap};
 
@@ -48,6 +55,8 @@ pub struct Caller {
     pub user: String,
     pub role: Role,
     pub sites: BTreeSet<SiteId>,
+    /// The `trials` claim; `None` when the token has none.
+    pub trials: Option<BTreeSet<TrialId>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,9 +88,17 @@ impl Caller {
         let role = Role::parse(role).ok_or(AuthError::UnknownRole)?;
         let sites = claims
             .get("sites")
-            .map(|raw| parse_sites(raw))
+            .map(|raw| parse_list(raw, SiteId::parse))
             .unwrap_or_default();
-        Ok(Self { user, role, sites })
+        let trials = claims
+            .get("trials")
+            .map(|raw| parse_list(raw, TrialId::parse));
+        Ok(Self {
+            user,
+            role,
+            sites,
+            trials,
+        })
     }
 
     /// Reads the caller from a lambda_http request's API Gateway v2 request context.
@@ -99,30 +116,39 @@ impl Caller {
         }
     }
 
-    /// May the caller read data of a subject at `site`?
-    pub fn can_read(&self, site: &SiteId) -> bool {
-        match self.role {
-            Role::SponsorAdmin => true,
-            Role::SiteStaff | Role::Monitor => self.sites.contains(site),
+    /// Is `trial` among the caller's trials? Without a `trials` claim, only site roles pass.
+    fn works_on(&self, trial: &TrialId) -> bool {
+        match &self.trials {
+            Some(trials) => trials.contains(trial),
+            None => self.role != Role::SponsorAdmin,
         }
     }
 
-    /// May the caller upload imaging for a subject at `site`? Only site staff of that site.
-    pub fn can_upload(&self, site: &SiteId) -> bool {
-        self.role == Role::SiteStaff && self.sites.contains(site)
+    /// May the caller read data of a subject of `trial` at `site`?
+    pub fn can_read(&self, trial: &TrialId, site: &SiteId) -> bool {
+        self.works_on(trial)
+            && match self.role {
+                Role::SponsorAdmin => true,
+                Role::SiteStaff | Role::Monitor => self.sites.contains(site),
+            }
+    }
+
+    /// May the caller upload imaging for a subject of `trial` at `site`? Only site staff of that site.
+    pub fn can_upload(&self, trial: &TrialId, site: &SiteId) -> bool {
+        self.role == Role::SiteStaff && self.works_on(trial) && self.sites.contains(site)
     }
 }
 
 /// `"A,B"`, `"A B"` and the authorizer's rendering of an array claim, `"[A B]"`. Entries that are not
-/// valid site ids are dropped: they could never match a subject's site.
-fn parse_sites(raw: &str) -> BTreeSet<SiteId> {
+/// valid ids are dropped: they could never match a subject's site or trial.
+fn parse_list<T: Ord>(raw: &str, parse: impl Fn(&str) -> Result<T, String>) -> BTreeSet<T> {
     raw.trim()
         .trim_start_matches('[')
         .trim_end_matches(']')
         .split(|c: char| c == ',' || c.is_whitespace())
         .map(|s| s.trim_matches('"'))
         .filter(|s| !s.is_empty())
-        .filter_map(|s| SiteId::parse(s).ok())
+        .filter_map(|s| parse(s).ok())
         .collect()
 }
 
@@ -141,6 +167,10 @@ mod tests {
         SiteId::parse(s).unwrap()
     }
 
+    fn trial(s: &str) -> TrialId {
+        TrialId::parse(s).unwrap()
+    }
+
     #[test]
     fn reads_role_and_every_rendering_of_sites() {
         for raw in [
@@ -157,9 +187,9 @@ mod tests {
             .unwrap();
             assert_eq!(c.role, Role::Monitor);
             assert_eq!(c.sites.len(), 2, "{raw}");
-            assert!(c.can_read(&site("SITE-2")));
-            assert!(!c.can_read(&site("SITE-3")));
-            assert!(!c.can_upload(&site("SITE-1")));
+            assert!(c.can_read(&trial("T1"), &site("SITE-2")));
+            assert!(!c.can_read(&trial("T1"), &site("SITE-3")));
+            assert!(!c.can_upload(&trial("T1"), &site("SITE-1")));
         }
     }
 
@@ -180,18 +210,31 @@ mod tests {
     }
 
     #[test]
-    fn scoping_by_role() {
-        let admin =
-            Caller::from_claims(&claims(&[("sub", "a"), ("role", "sponsor_admin")])).unwrap();
-        assert!(admin.can_read(&site("ANY")));
-        assert!(!admin.can_upload(&site("ANY")));
-        let staff = Caller::from_claims(&claims(&[
-            ("sub", "s"),
-            ("role", "site_staff"),
-            ("sites", "S1"),
-        ]))
-        .unwrap();
-        assert!(staff.can_upload(&site("S1")));
-        assert!(!staff.can_upload(&site("S2")));
+    fn scoping_by_role_and_trial() {
+        let admin = |trials: Option<&str>| {
+            let mut c = vec![("sub", "a"), ("role", "sponsor_admin")];
+            if let Some(t) = trials {
+                c.push(("trials", t));
+            }
+            Caller::from_claims(&claims(&c)).unwrap()
+        };
+        // A sponsor admin reads every site of its trials, and no other trial; without the claim, none.
+        assert!(admin(Some("[T1 T2]")).can_read(&trial("T2"), &site("ANY")));
+        assert!(!admin(Some("T1")).can_read(&trial("T3"), &site("ANY")));
+        assert!(!admin(None).can_read(&trial("T1"), &site("ANY")));
+        assert!(!admin(Some("T1")).can_upload(&trial("T1"), &site("ANY")));
+        let staff = |trials: Option<&str>| {
+            let mut c = vec![("sub", "s"), ("role", "site_staff"), ("sites", "S1")];
+            if let Some(t) = trials {
+                c.push(("trials", t));
+            }
+            Caller::from_claims(&claims(&c)).unwrap()
+        };
+        assert!(staff(None).can_upload(&trial("T1"), &site("S1")));
+        assert!(!staff(None).can_upload(&trial("T1"), &site("S2")));
+        // A trials claim narrows site roles too.
+        assert!(staff(Some("T1")).can_read(&trial("T1"), &site("S1")));
+        assert!(!staff(Some("T1")).can_read(&trial("T2"), &site("S1")));
+        assert!(!staff(Some("T1")).can_upload(&trial("T2"), &site("S1")));
     }
 }

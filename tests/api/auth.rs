@@ -51,6 +51,7 @@ fn token(secret: &str, issuer: &str, audience: &str, ttl: i64) -> String {
             subject: "tester",
             role: "site_staff",
             sites: &sites,
+            trials: &[],
             issuer,
             audience,
             ttl_seconds: ttl,
@@ -113,7 +114,9 @@ async fn site_and_role_decide_in_the_function() {
     let other_site_staff = app.token("site_staff", &[LYN]);
     let other_site_monitor = app.token("monitor", &[LYN]);
     let monitor = app.token("monitor", &[BOS]);
-    let admin = app.token("sponsor_admin", &[]);
+    let admin = app.token_in("sponsor_admin", &[], &[TRIAL]);
+    let other_trial_admin = app.token_in("sponsor_admin", &[], &["CLIN-OTHER-02"]);
+    let admin_without_trials = app.token("sponsor_admin", &[]);
     let unknown_role = app.token("auditor", &[BOS]);
 
     for route in routes(&id) {
@@ -137,13 +140,20 @@ async fn site_and_role_decide_in_the_function() {
             "/problems/not-found",
             "{what}"
         );
-        // A monitor elsewhere: creating is refused for the role (403), the rest is invisible (404).
+        // A monitor elsewhere, a sponsor admin of another trial or of none: creating is refused for
+        // the role (403), the rest is invisible (404).
         let creating = route.method == Method::POST && route.path == "/v1/uploads";
-        let r = call(other_site_monitor.clone()).await;
-        if creating {
-            assert_eq!(r.problem(403), "/problems/forbidden", "{what}");
-        } else {
-            assert_eq!(r.problem(404), "/problems/not-found", "{what}");
+        for outsider in [
+            other_site_monitor.clone(),
+            other_trial_admin.clone(),
+            admin_without_trials.clone(),
+        ] {
+            let r = call(outsider).await;
+            if creating {
+                assert_eq!(r.problem(403), "/problems/forbidden", "{what}");
+            } else {
+                assert_eq!(r.problem(404), "/problems/not-found", "{what}");
+            }
         }
         // Wrong role: a role the service does not know.
         assert_eq!(

@@ -36,6 +36,8 @@ pub struct TestApp {
 /// Demo sites: SUBJ-0001 and SUBJ-0002 at SITE-BOS-01, SUBJ-0101 at SITE-LYN-02.
 pub const BOS: &str = "SITE-BOS-01";
 pub const LYN: &str = "SITE-LYN-02";
+/// The demo trial.
+pub const TRIAL: &str = "CLIN-DEMO-01";
 
 /// The API and its resources, without the queue consumers: what upload-url does is observed on the
 /// queues themselves.
@@ -221,7 +223,12 @@ async fn reply(r: reqwest::Response) -> Reply {
 
 impl TestApp {
     pub fn token(&self, role: &str, sites: &[&str]) -> String {
-        self.stack.token("tester", role, sites)
+        self.stack.token("tester", role, sites, &[])
+    }
+
+    /// A token with a `trials` claim (a sponsor admin sees only its trials).
+    pub fn token_in(&self, role: &str, sites: &[&str], trials: &[&str]) -> String {
+        self.stack.token("tester", role, sites, trials)
     }
 
     pub fn staff(&self) -> String {

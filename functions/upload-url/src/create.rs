@@ -122,7 +122,7 @@ pub(crate) async fn create_upload(
         .subject(&declared.subject)
         .await
         .map_err(request::store)?
-        .filter(|s| caller.can_upload(&s.site))
+        .filter(|s| caller.can_upload(&s.trial, &s.site))
         .ok_or_else(|| Problem::not_found("No such subject at your sites."))?;
 
     let now = Utc::now();

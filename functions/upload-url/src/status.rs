@@ -21,7 +21,7 @@ pub(crate) async fn visible_upload(
         .get(id)
         .await
         .map_err(request::store)?
-        .filter(|u| caller.can_read(&u.site))
+        .filter(|u| caller.can_read(&u.trial, &u.site))
         .ok_or_else(|| Problem::not_found("No such upload at your sites."))
 }
 
@@ -33,7 +33,7 @@ pub(crate) async fn writable_upload(
     id: &UploadId,
 ) -> Result<Upload, Problem> {
     let upload = visible_upload(api, caller, id).await?;
-    if !caller.can_upload(&upload.site) {
+    if !caller.can_upload(&upload.trial, &upload.site) {
         return Err(Problem::forbidden(
             "Only site staff of the subject's site change an upload.",
         ));
