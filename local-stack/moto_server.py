@@ -21,6 +21,8 @@ What this adds to moto, each because real AWS behaves so and moto does not:
 - S3: a GET or HEAD of a missing key answers 403 AccessDenied unless the caller may s3:ListBucket
   the bucket with the key as `s3:prefix` (moto always answers 404); and s3:ListBucket honours
   `s3:prefix` conditions (StringLike, StringEquals), which moto ignores.
+- SQS batches (DeleteMessageBatch, SendMessageBatch, ChangeMessageVisibilityBatch) are authorised
+  as their single action, as SQS does.
 - S3 presigned URLs are authorised as their signer (the X-Amz-Credential of the query string);
   moto's IAM check needs an Authorization header and fails them otherwise.
 - Signatures are not verified (moto miscomputes them for query strings holding `%2F`); identity
@@ -60,7 +62,18 @@ def enforcing() -> bool:
 _original_init = IAMRequestBase.__init__
 
 
+# SQS authorises a batch as its single action (there is no sqs:DeleteMessageBatch permission);
+# moto checks the batch's own name, so a role allowed sqs:DeleteMessage could not delete a batch.
+BATCH_ACTIONS = {
+    "DeleteMessageBatch": "DeleteMessage",
+    "SendMessageBatch": "SendMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
+
+
 def _init(self, account_id, method, path, data, body, headers, action):
+    if isinstance(action, str):
+        action = BATCH_ACTIONS.get(action, action)
     if "Authorization" not in headers:
         query = parse_qs(urlparse(path).query)
         credential = query.get("X-Amz-Credential", [None])[0]

@@ -60,7 +60,10 @@ echo "$record" | "$py" -m json.tool
 
 step "Outcomes published for the next stage (imaging-events queue)"
 aws=$(grep -o 'aws=[^ ]*' "$log" | head -n 1 | cut -d= -f2)
-AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing} \
+# The emulator enforces IAM: the stack printed its administrator's keys (local only).
+admin_key=$(grep -o 'AWS_ACCESS_KEY_ID=[^ ]*' "$log" | head -n 1 | cut -d= -f2)
+admin_secret=$(grep -o 'AWS_SECRET_ACCESS_KEY=[^ ]*' "$log" | head -n 1 | cut -d= -f2)
+AWS_ACCESS_KEY_ID=${admin_key:-${AWS_ACCESS_KEY_ID:-testing}} AWS_SECRET_ACCESS_KEY=${admin_secret:-${AWS_SECRET_ACCESS_KEY:-testing}} \
 "$py" - "$aws" "${CLINFLOW_STACK_NAME:-clinflow-local}-" <<'PY'
 import sys, boto3
 sqs = boto3.client("sqs", endpoint_url=sys.argv[1], region_name="us-east-1")

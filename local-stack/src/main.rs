@@ -65,6 +65,14 @@ async fn up(args: &[String]) -> Result<(), local_stack::Error> {
     for (id, f) in &stack.functions {
         tracing::info!(function = %id, binary = %f.binary, "function ready");
     }
+    if let Some(admin) = &emulator.admin {
+        // The emulator enforces IAM: these keys (of the emulator's administrator, local only) are
+        // what a developer's own AWS CLI or boto3 calls need.
+        println!(
+            "local emulator administrator: AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={}",
+            admin.access_key_id, admin.secret_access_key
+        );
+    }
     println!(
         "clinflow local stack ready: api={} aws={}",
         stack.api_url, stack.aws_endpoint

@@ -115,6 +115,40 @@ async fn uploads_polled_while_they_are_processed_all_end_promptly() {
             "each transition once, none by a read"
         );
     }
+    // Every delivery was deleted by the event source mapping (with the function's own role): the
+    // ingest queue ends empty, nothing in flight.
+    let queue = app.stack.queue("IngestQueue").unwrap().url.clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let attributes = app
+            .stack
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+            attributes
+                .get(&name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let left = count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} ingest messages never deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     eprintln!(
         "12 polled uploads terminal in {:.1} s",
         started.elapsed().as_secs_f64()
