@@ -21,6 +21,7 @@ What this adds to moto, each because real AWS behaves so and moto does not:
 - S3: a GET or HEAD of a missing key answers 403 AccessDenied unless the caller may s3:ListBucket
   the bucket with the key as `s3:prefix` (moto always answers 404); and s3:ListBucket honours
   `s3:prefix` conditions (StringLike, StringEquals), which moto ignores.
+- Secrets Manager is authorised per secret (moto checks its actions against `*`).
 - SQS batches (DeleteMessageBatch, SendMessageBatch, ChangeMessageVisibilityBatch) are authorised
   as their single action, as SQS does.
 - S3 presigned URLs are authorised as their signer (the X-Amz-Credential of the query string);
@@ -153,6 +154,23 @@ def _dynamo_authorize(self, resource="*"):
 
 DynamoHandler.call_action = _dynamo_call_action
 DynamoHandler._authenticate_and_authorize_normal_action = _dynamo_authorize
+
+
+# ------------------------------------------------------------------ Secrets Manager
+
+from moto.secretsmanager.responses import SecretsManagerResponse  # noqa: E402
+
+
+def _secret_resource(self):
+    """The secret's ARN (moto checks every Secrets Manager action against `*`)."""
+    try:
+        secret_id = json.loads(self.body or "{}").get("SecretId")
+        return str(self.backend.describe_secret(secret_id).arn) if secret_id else "*"
+    except Exception:
+        return "*"
+
+
+SecretsManagerResponse._determine_resource = _secret_resource
 
 
 # ------------------------------------------------------------------ S3
