@@ -4,6 +4,8 @@ mod auth;
 mod bad_input;
 mod corpus;
 mod events;
+mod invoke;
+mod lists;
 mod multipart;
 mod openapi;
 mod pipeline;

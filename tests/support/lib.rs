@@ -103,6 +103,7 @@ async fn spawn_with(
         stack_name,
         region: "us-east-1".into(),
         api_addr: "127.0.0.1:0".parse().expect("addr"),
+        lambda_addr: "127.0.0.1:0".parse().expect("addr"),
         template: repo_root().join("template.yaml"),
         parameters: parameters
             .iter()
