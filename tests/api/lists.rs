@@ -229,10 +229,6 @@ async fn the_list_is_site_scoped_like_a_single_upload() {
 async fn bad_list_parameters_are_400_problems_and_write_nothing() {
     let app = spawn_app().await;
     declare(&app, "SUBJ-0001", 3).await;
-    let (uploads, audit) = (
-        app.item_count("UploadsTable").await,
-        app.item_count("AuditTable").await,
-    );
     let page = app
         .get("/v1/uploads?subjectId=SUBJ-0001&limit=1", &app.staff())
         .await;
@@ -247,6 +243,18 @@ async fn bad_list_parameters_are_400_problems_and_write_nothing() {
     let edited_subject = reencode(decoded.replace("SUBJ-0001", "SUBJ-0002"));
     let edited_time = reencode(decoded.replace("\"createdAt\":\"20", "\"createdAt\":\"19"));
     let edited_id = reencode(decoded.replace("\"uploadId\":\"", "\"uploadId\":\"x"));
+    // Well formed, but no upload of the subject: another id, or another subject's upload.
+    let other_id = reencode(decoded.replace(
+        page.body["items"][0]["uploadId"].as_str().unwrap(),
+        "00000000-0000-4000-8000-000000000000",
+    ));
+    let theirs = declare(&app, "SUBJ-0002", 1).await.remove(0);
+    let their_upload =
+        reencode(decoded.replace(page.body["items"][0]["uploadId"].as_str().unwrap(), &theirs));
+    let (uploads, audit) = (
+        app.item_count("UploadsTable").await,
+        app.item_count("AuditTable").await,
+    );
     let mut truncated = cursor.clone();
     truncated.truncate(cursor.len() / 2);
     for (query, field) in [
@@ -269,6 +277,11 @@ async fn bad_list_parameters_are_400_problems_and_write_nothing() {
             "cursor",
         ),
         (&format!("subjectId=SUBJ-0001&cursor={edited_id}"), "cursor"),
+        (&format!("subjectId=SUBJ-0001&cursor={other_id}"), "cursor"),
+        (
+            &format!("subjectId=SUBJ-0001&cursor={their_upload}"),
+            "cursor",
+        ),
         (&format!("subjectId=SUBJ-0001&cursor={truncated}"), "cursor"),
         (&format!("subjectId=SUBJ-0002&cursor={cursor}"), "cursor"),
         // Issued without a filter: not valid for a filtered list.

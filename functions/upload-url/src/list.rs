@@ -6,10 +6,10 @@
 //! - `status` (optional): only uploads in that status.
 //! - `limit`: 1 to 100, default 20.
 //! - `cursor`: the `nextCursor` of the previous page, as given. It is opaque to clients: base64url
-//!   of the position the page ended at, bound to the subject and filter it was issued for; anything
-//!   else (edited, another subject's, another filter's) is refused with 400. A cursor carries only a
-//!   position in a list the caller is authorised for on every request, so a forged one can at most
-//!   move within that list.
+//!   of the position the page ended at (an upload of the subject and its `createdAt`), bound to the
+//!   subject and filter it was issued for. Anything else — edited, another subject's, another
+//!   filter's, a position that is no upload of the subject — is refused with 400. (A cursor carries
+//!   only a position in a list the caller is authorised for on every request; it needs no secret.)
 //!
 //! Each record is shown exactly as `GET /v1/uploads/{uploadId}` shows it ([`UploadView`]); reading
 //! changes nothing.
@@ -52,6 +52,7 @@ struct Cursor {
 }
 
 const CURSOR_VERSION: u8 = 1;
+const BAD_CURSOR: &str = "not a cursor this list issued for this subject and status";
 
 fn timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -188,10 +189,7 @@ pub(crate) fn parse_query(request: &Request) -> Result<ListQuery, Problem> {
         (Some(raw), Some(subject)) if !errors.names("status") => {
             let position = decode_cursor(raw, subject, status);
             if position.is_none() {
-                errors.add(
-                    "cursor",
-                    "not a cursor this list issued for this subject and status",
-                );
+                errors.add("cursor", BAD_CURSOR);
             }
             position
         }
@@ -230,6 +228,18 @@ pub(crate) async fn list_uploads(
         .map_err(request::store)?
         .filter(|s| caller.can_read(&s.site))
         .ok_or_else(|| Problem::not_found("No such subject at your sites."))?;
+    if let Some(position) = &query.after {
+        // The position must be an upload of this subject, created exactly then (as issued).
+        let names_an_upload = api
+            .uploads
+            .get(&position.upload)
+            .await
+            .map_err(request::store)?
+            .is_some_and(|u| u.subject == subject.id && u.created_at == position.created_at);
+        if !names_an_upload {
+            return Err(invalid(vec![("cursor".to_owned(), BAD_CURSOR.to_owned())]));
+        }
+    }
     let page = api
         .listing
         .list(&subject.id, query.status, query.limit, query.after.as_ref())
