@@ -51,13 +51,26 @@ async fn invoke(client: &aws_sdk_lambda::Client, function: &str, payload: &Value
     }
 }
 
-/// An HTTP function's answer, as API Gateway v2 would render it: (status, JSON body).
-fn http(invoked: &Invoked) -> (u64, Value) {
+/// An HTTP function's answer to an API Gateway v2 `event`, as API Gateway would render it:
+/// (status, JSON body), checked against openapi.yaml like every other API response.
+async fn http(client: &aws_sdk_lambda::Client, function: &str, event: &Value) -> (u64, Value) {
+    let invoked = invoke(client, function, event).await;
     assert_eq!(invoked.function_error, None, "{}", invoked.payload);
     let status = invoked.payload["statusCode"].as_u64().expect("statusCode");
     assert_eq!(invoked.payload["isBase64Encoded"], false);
-    let body = invoked.payload["body"].as_str().unwrap_or("null");
-    (status, serde_json::from_str(body).expect("JSON body"))
+    let body: Value = serde_json::from_str(invoked.payload["body"].as_str().unwrap_or("null"))
+        .expect("JSON body");
+    let content_type = invoked.payload["headers"]["content-type"]
+        .as_str()
+        .unwrap_or("");
+    let method = event["requestContext"]["http"]["method"].as_str().unwrap();
+    let path = event["rawPath"].as_str().unwrap();
+    if let Err(e) =
+        clinflow_tests::openapi::spec().check(method, path, status as u16, content_type, &body)
+    {
+        panic!("{e}");
+    }
+    (status, body)
 }
 
 fn events() -> BTreeMap<String, Value> {
@@ -111,12 +124,12 @@ async fn every_sample_event_runs_through_the_invoke_api() {
     // and, pointed at a real upload, their route's answer.
     let (f, e) = run("upload-url-create.json");
     assert_eq!(f, "UploadUrlFunction");
-    let (status, single) = http(&invoke(&client, &f, &e).await);
+    let (status, single) = http(&client, &f, &e).await;
     assert_eq!(status, 201, "{single}");
     assert_eq!(single["upload"]["mode"], "single");
     assert_eq!(single["correlationId"], "sample-event-1");
     let (f, e) = run("upload-url-create-multipart.json");
-    let (status, multipart) = http(&invoke(&client, &f, &e).await);
+    let (status, multipart) = http(&client, &f, &e).await;
     assert_eq!(status, 201, "{multipart}");
     assert_eq!(multipart["upload"]["partCount"], 19);
     assert_eq!(app.item_count("UploadsTable").await, 2);
@@ -128,10 +141,10 @@ async fn every_sample_event_runs_through_the_invoke_api() {
         ("upload-url-abort.json", 200),
     ] {
         let (f, e) = run(file);
-        let (status, body) = http(&invoke(&client, &f, &e).await);
+        let (status, body) = http(&client, &f, &e).await;
         assert_eq!(status, 404, "{file}: {body}");
         assert_eq!(body["type"], "/problems/not-found", "{file}");
-        let (status, body) = http(&invoke(&client, &f, &with_upload_id(&e, real)).await);
+        let (status, body) = http(&client, &f, &with_upload_id(&e, real)).await;
         assert_eq!(status, expected, "{file}: {body}");
     }
     let record = app.get(&format!("/v1/uploads/{real}"), &app.staff()).await;
@@ -140,7 +153,7 @@ async fn every_sample_event_runs_through_the_invoke_api() {
         "the abort event aborted it"
     );
     let (f, e) = run("upload-url-list.json");
-    let (status, list) = http(&invoke(&client, &f, &e).await);
+    let (status, list) = http(&client, &f, &e).await;
     assert_eq!(status, 200, "{list}");
     let listed: Vec<&str> = list["items"]
         .as_array()
@@ -160,7 +173,7 @@ async fn every_sample_event_runs_through_the_invoke_api() {
     // subject-imaging: the summary it counted, for the monitor the sample event names.
     let (f, e) = run("subject-imaging-get.json");
     assert_eq!(f, "SubjectImagingFunction");
-    let (status, imaging) = http(&invoke(&client, &f, &e).await);
+    let (status, imaging) = http(&client, &f, &e).await;
     assert_eq!(status, 200, "{imaging}");
     assert_eq!(imaging["subjectId"], "SUBJ-0001");
     assert_eq!(imaging["summary"]["instances"], 1, "{imaging}");
