@@ -22,6 +22,13 @@ impl HttpFunction for upload_url::UploadApi {
 }
 
 #[async_trait]
+impl HttpFunction for subject_imaging::ImagingApi {
+    async fn invoke(&self, request: Request) -> Response<Body> {
+        self.handle(request).await
+    }
+}
+
+#[async_trait]
 impl crate::pollers::SqsFunction for process_dicom::Processor {
     async fn invoke(
         &self,
@@ -49,7 +56,12 @@ pub enum LocalFunction {
 }
 
 /// Every binary the local stack can run. A test checks this list against template.yaml.
-pub const BINARIES: &[&str] = &["imaging-summary", "process-dicom", "upload-url"];
+pub const BINARIES: &[&str] = &[
+    "imaging-summary",
+    "process-dicom",
+    "subject-imaging",
+    "upload-url",
+];
 
 pub fn build(
     binary: &str,
@@ -71,6 +83,9 @@ pub fn build(
         }
         "imaging-summary" => Ok(LocalFunction::Sqs(Arc::new(
             imaging_summary::Summarizer::from_env(env, clients).map_err(|e| e.to_string())?,
+        ))),
+        "subject-imaging" => Ok(LocalFunction::Http(Arc::new(
+            subject_imaging::ImagingApi::from_env(env, clients).map_err(|e| e.to_string())?,
         ))),
         other => Err(format!("no local handler for binary {other}")),
     }

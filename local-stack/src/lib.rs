@@ -7,10 +7,12 @@
 //!   gives it; or ([`runtime`]) as its real binary in a child process, under a local Lambda runtime
 //!   API;
 //! - [`roles`]: with the emulator's IAM enforcement on, each function under its own template role.
+//! - [`invoke`]: the Lambda Invoke API (`sam local start-lambda`'s contract) at `CLINFLOW_LAMBDA_ADDR`.
 
 pub mod api;
 pub mod emulator;
 pub mod functions;
+pub mod invoke;
 pub mod jwt;
 pub mod pollers;
 pub mod provision;
@@ -40,6 +42,8 @@ pub struct Options {
     pub stack_name: String,
     pub region: String,
     pub api_addr: SocketAddr,
+    /// Where the Lambda Invoke API listens ([`invoke`]; port 0 picks a free one).
+    pub lambda_addr: SocketAddr,
     pub template: PathBuf,
     pub parameters: HashMap<String, String>,
     pub jwt_secret: String,
@@ -64,6 +68,7 @@ impl Default for Options {
             stack_name: "clinflow-local".into(),
             region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
             api_addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            lambda_addr: SocketAddr::from(([127, 0, 0, 1], 3001)),
             template: emulator::repo_root().join("template.yaml"),
             parameters: HashMap::new(),
             jwt_secret: jwt::dev_secret(),
@@ -86,6 +91,8 @@ pub struct FunctionInfo {
 
 pub struct LocalStack {
     pub api_url: String,
+    /// The Lambda Invoke API's endpoint (`aws lambda invoke --endpoint-url`).
+    pub lambda_url: String,
     pub aws_endpoint: String,
     pub region: String,
     pub clients: AwsClients,
@@ -169,6 +176,7 @@ impl LocalStack {
         let mut processes = BTreeMap::new();
         let mut routes = Vec::new();
         let mut tasks = Vec::new();
+        let mut invocables = BTreeMap::new();
         for f in template.resources_of("AWS::Serverless::Function") {
             let binary = f
                 .metadata
@@ -232,6 +240,20 @@ impl LocalStack {
                 None => functions::build(&binary, &environment, &function_clients)
                     .map_err(|e| format!("{}: {e}", f.logical_id))?,
             };
+            invocables.insert(
+                f.logical_id.clone(),
+                invoke::Invocable {
+                    runner: match processes.get(&f.logical_id) {
+                        Some(process) => invoke::Runner::Process(Arc::clone(process)),
+                        None => invoke::Runner::InProcess(local.clone()),
+                    },
+                    arn: format!(
+                        "arn:aws:lambda:{}:{account}:function:{}-{}",
+                        options.region, options.stack_name, f.logical_id
+                    ),
+                    timeout,
+                },
+            );
             let events = template.eval(
                 f.properties
                     .get("Events")
@@ -386,8 +408,20 @@ impl LocalStack {
                 tracing::error!(error = %e, "local HttpApi stopped");
             }
         }));
+        let lambda = tokio::net::TcpListener::bind(options.lambda_addr).await?;
+        let lambda_url = format!("http://{}", lambda.local_addr()?);
+        let invoke_api = invoke::router(Arc::new(invoke::InvokeState {
+            functions: invocables,
+            stack_name: options.stack_name.clone(),
+        }));
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(lambda, invoke_api).await {
+                tracing::error!(error = %e, "local Lambda Invoke API stopped");
+            }
+        }));
         Ok(Self {
             api_url,
+            lambda_url,
             aws_endpoint: endpoint.to_owned(),
             region: options.region.clone(),
             clients,

@@ -1,8 +1,9 @@
 //! `clinflow-local`: the local stack's command line.
 //!
 //! - `clinflow-local up [--seed-demo]`: emulator (or `AWS_ENDPOINT_URL`), the template's resources,
-//!   the HttpApi at `CLINFLOW_API_ADDR` (default 127.0.0.1:3000); prints the ready line and serves
-//!   until interrupted.
+//!   the HttpApi at `CLINFLOW_API_ADDR` (default 127.0.0.1:3000), the Lambda Invoke API at
+//!   `CLINFLOW_LAMBDA_ADDR` (default 127.0.0.1:3001); prints the ready line and serves until
+//!   interrupted.
 //! - `clinflow-local token --role ROLE --sites A,B [--trials T1,T2] [--sub USER] [--ttl SECONDS]`: a dev token.
 //! - `clinflow-local emulator`: only the emulator; prints `AWS_ENDPOINT_URL=...` and runs until its
 //!   standard input closes (the test script shares one emulator between test binaries this way).
@@ -55,6 +56,9 @@ async fn up(args: &[String]) -> Result<(), local_stack::Error> {
     if let Ok(addr) = std::env::var("CLINFLOW_API_ADDR") {
         options.api_addr = addr.parse()?;
     }
+    if let Ok(addr) = std::env::var("CLINFLOW_LAMBDA_ADDR") {
+        options.lambda_addr = addr.parse()?;
+    }
     if let Ok(name) = std::env::var("CLINFLOW_STACK_NAME") {
         options.stack_name = name;
     }
@@ -74,8 +78,8 @@ async fn up(args: &[String]) -> Result<(), local_stack::Error> {
         );
     }
     println!(
-        "clinflow local stack ready: api={} aws={}",
-        stack.api_url, stack.aws_endpoint
+        "clinflow local stack ready: api={} lambda={} aws={}",
+        stack.api_url, stack.lambda_url, stack.aws_endpoint
     );
     tokio::signal::ctrl_c().await?;
     drop(stack);

@@ -5,6 +5,8 @@ mod bad_input;
 mod corpus;
 mod events;
 mod iam;
+mod invoke;
+mod lists;
 mod multipart;
 mod openapi;
 mod pipeline;

@@ -133,6 +133,7 @@ async fn spawn_from(
         stack_name,
         region: "us-east-1".into(),
         api_addr: "127.0.0.1:0".parse().expect("addr"),
+        lambda_addr: "127.0.0.1:0".parse().expect("addr"),
         template,
         parameters: parameters
             .iter()

@@ -357,6 +357,7 @@ impl Processor {
                         study_instance_uid: h.study_instance_uid.clone().unwrap_or_default(),
                         series_instance_uid: h.series_instance_uid.clone().unwrap_or_default(),
                         modality: h.modality.clone().unwrap_or_else(|| "OT".into()),
+                        study_date: h.study_date.clone(),
                         trial: upload.trial.to_string(),
                         site: upload.site.to_string(),
                         subject: upload.subject.to_string(),

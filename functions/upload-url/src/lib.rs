@@ -5,6 +5,7 @@
 //! | route | handler |
 //! |---|---|
 //! | `POST /v1/uploads` | [`create::create_upload`] |
+//! | `GET /v1/uploads?subjectId=` | [`list::list_uploads`] |
 //! | `GET /v1/uploads/{uploadId}` | [`status::get_upload`] |
 //! | `DELETE /v1/uploads/{uploadId}` | [`status::abort_upload`] |
 //! | `GET /v1/uploads/{uploadId}/parts` | [`multipart::list_parts`] |
@@ -12,6 +13,7 @@
 
 mod config;
 mod create;
+mod list;
 mod multipart;
 mod request;
 mod status;
@@ -26,7 +28,8 @@ use shared::domain::UploadId;
 use shared::problem::Problem;
 use shared::store::dynamodb::{DynamoSubjects, DynamoUploads};
 use shared::store::s3::S3Uploads;
-use shared::store::{SubjectDirectory, UploadObjects, UploadStore};
+use shared::store::upload_listing::DynamoUploadListing;
+use shared::store::{SubjectDirectory, UploadListing, UploadObjects, UploadStore};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -36,10 +39,13 @@ pub struct UploadApi {
     pub(crate) subjects: Arc<dyn SubjectDirectory>,
     pub(crate) uploads: Arc<dyn UploadStore>,
     pub(crate) objects: Arc<dyn UploadObjects>,
+    /// A subject's uploads, newest first.
+    pub(crate) listing: Arc<dyn UploadListing>,
 }
 
 enum Route {
     Create,
+    List,
     Get(String),
     Abort(String),
     Parts(String),
@@ -50,6 +56,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Problem> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let route = match (method, segments.as_slice()) {
         (&Method::POST, ["v1", "uploads"]) => Route::Create,
+        (&Method::GET, ["v1", "uploads"]) => Route::List,
         (&Method::GET, ["v1", "uploads", id]) => Route::Get((*id).to_owned()),
         (&Method::DELETE, ["v1", "uploads", id]) => Route::Abort((*id).to_owned()),
         (&Method::GET, ["v1", "uploads", id, "parts"]) => Route::Parts((*id).to_owned()),
@@ -66,6 +73,7 @@ impl Route {
     fn label(&self) -> &'static str {
         match self {
             Self::Create => "POST /v1/uploads",
+            Self::List => "GET /v1/uploads",
             Self::Get(_) => "GET /v1/uploads/{uploadId}",
             Self::Abort(_) => "DELETE /v1/uploads/{uploadId}",
             Self::Parts(_) => "GET /v1/uploads/{uploadId}/parts",
@@ -96,11 +104,16 @@ impl UploadApi {
                 &config.bucket,
                 config.encryption,
             )),
+            listing: Arc::new(DynamoUploadListing::new(
+                clients.dynamodb.clone(),
+                &config.uploads_table,
+            )),
             config,
         }
     }
 
-    /// Builds the API over other ports (fault injection in tests).
+    /// Builds the API over other ports (fault injection in tests). The list route answers 503
+    /// until [`Self::with_listing`] gives it its port.
     pub fn with_ports(
         config: Config,
         subjects: Arc<dyn SubjectDirectory>,
@@ -112,7 +125,14 @@ impl UploadApi {
             subjects,
             uploads,
             objects,
+            listing: Arc::new(NoListing),
         }
+    }
+
+    /// The port the list route reads a subject's uploads through.
+    pub fn with_listing(mut self, listing: Arc<dyn UploadListing>) -> Self {
+        self.listing = listing;
+        self
     }
 
     /// Answers one request. Every failure becomes an RFC 9457 problem; nothing here panics on input.
@@ -172,6 +192,7 @@ impl UploadApi {
         let caller = shared::auth::Caller::from_request(request)?;
         match route {
             Route::Create => create::create_upload(self, meta, &caller, request).await,
+            Route::List => list::list_uploads(self, &caller, request).await,
             Route::Get(id) => status::get_upload(self, &caller, &parse_id(&id)?).await,
             Route::Abort(id) => status::abort_upload(self, meta, &caller, &parse_id(&id)?).await,
             Route::Parts(id) => multipart::list_parts(self, &caller, &parse_id(&id)?).await,
@@ -185,4 +206,22 @@ impl UploadApi {
 /// An id that is not a canonical upload id names no upload: 404, as for any unknown upload.
 fn parse_id(raw: &str) -> Result<UploadId, Problem> {
     UploadId::parse(raw).map_err(|_| Problem::not_found("No such upload."))
+}
+
+/// No listing port (an API built by [`UploadApi::with_ports`] alone): the list route is unavailable.
+struct NoListing;
+
+#[async_trait::async_trait]
+impl UploadListing for NoListing {
+    async fn list(
+        &self,
+        _: &shared::domain::SubjectId,
+        _: Option<shared::domain::UploadStatus>,
+        _: usize,
+        _: Option<&shared::store::UploadPosition>,
+    ) -> Result<shared::store::UploadPage, shared::store::StoreError> {
+        Err(shared::store::StoreError::Unavailable(
+            "no upload listing configured".into(),
+        ))
+    }
 }

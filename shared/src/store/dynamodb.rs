@@ -24,7 +24,7 @@ fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn time(t: &DateTime<Utc>) -> AttributeValue {
+pub(crate) fn time(t: &DateTime<Utc>) -> AttributeValue {
     s(t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
@@ -263,7 +263,7 @@ fn upload_to_item(u: &Upload) -> Item {
     item
 }
 
-fn upload_from_item(item: &Item) -> Result<Upload, StoreError> {
+pub(crate) fn upload_from_item(item: &Item) -> Result<Upload, StoreError> {
     let mode = match get_s(item, "mode")? {
         "single" => UploadMode::Single,
         "multipart" => UploadMode::Multipart {
@@ -445,7 +445,7 @@ impl DynamoInstances {
 impl InstanceIndex for DynamoInstances {
     #[tracing::instrument(name = "instances.record", skip_all)]
     async fn record(&self, r: &InstanceRecord) -> Result<InstanceOutcome, StoreError> {
-        let put = self
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -468,10 +468,11 @@ impl InstanceIndex for DynamoInstances {
             .item("objectKey", s(&r.object_key))
             .item("sizeBytes", n(r.size_bytes))
             .item("recordedAt", time(&r.recorded_at))
-            .condition_expression("attribute_not_exists(sopInstanceUid)")
-            .send()
-            .await;
-        match put {
+            .condition_expression("attribute_not_exists(sopInstanceUid)");
+        if let Some(date) = &r.study_date {
+            put = put.item("studyDate", s(date));
+        }
+        match put.send().await {
             Ok(_) => {}
             Err(e)
                 if e.as_service_error()

@@ -2,9 +2,11 @@
 //! ([`dynamodb`], [`s3`]). Integration tests run the adapters against the emulator.
 
 pub mod dynamodb;
+pub mod instance_listing;
 pub mod s3;
 pub mod sqs;
 pub mod summary;
+pub mod upload_listing;
 
 use crate::domain::{ObjectKey, SiteId, SubjectId, TrialId, Upload, UploadId, UploadStatus};
 use async_trait::async_trait;
@@ -82,6 +84,58 @@ pub trait UploadStore: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Where a page of a subject's uploads ends: the position the next page starts after (the uploads
+/// index is ordered by `createdAt`, ties by upload id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPosition {
+    pub upload: UploadId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One page of a subject's uploads, newest first.
+#[derive(Debug, Clone)]
+pub struct UploadPage {
+    pub uploads: Vec<Upload>,
+    /// Where the next page starts; `None` when this page is the last.
+    pub next: Option<UploadPosition>,
+}
+
+/// A subject's uploads, newest first (the uploads table's `BySubject` index).
+#[async_trait]
+pub trait UploadListing: Send + Sync {
+    /// At most `limit` uploads of `subject` (in `status`, if given), after `after`.
+    async fn list(
+        &self,
+        subject: &SubjectId,
+        status: Option<UploadStatus>,
+        limit: usize,
+        after: Option<&UploadPosition>,
+    ) -> Result<UploadPage, StoreError>;
+}
+
+/// A subject's indexed DICOM instances (the instances table's `BySubject` index).
+#[async_trait]
+pub trait InstanceListing: Send + Sync {
+    /// Every instance of `subject`, up to `max`; `complete` is false when there were more.
+    async fn of_subject(
+        &self,
+        subject: &SubjectId,
+        max: usize,
+    ) -> Result<SubjectInstances, StoreError>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SubjectInstances {
+    pub instances: Vec<InstanceRecord>,
+    pub complete: bool,
+}
+
+/// A subject's imaging summary, as imaging-summary keeps it ([`summary`]).
+#[async_trait]
+pub trait ImagingSummaries: Send + Sync {
+    async fn summary(&self, subject: &SubjectId) -> Result<Option<serde_json::Value>, StoreError>;
+}
+
 /// A stream of an object's bytes, chunk by chunk, never the whole object.
 #[async_trait]
 pub trait ChunkSource: Send {
@@ -126,6 +180,8 @@ pub struct InstanceRecord {
     pub study_instance_uid: String,
     pub series_instance_uid: String,
     pub modality: String,
+    /// The study's date (DICOM DA, `YYYYMMDD`) as the header gives it.
+    pub study_date: Option<String>,
     pub trial: String,
     pub site: String,
     pub subject: String,

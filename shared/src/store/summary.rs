@@ -303,3 +303,13 @@ impl DynamoImagingSummary {
         }))
     }
 }
+
+#[async_trait::async_trait]
+impl super::ImagingSummaries for DynamoImagingSummary {
+    async fn summary(
+        &self,
+        subject: &crate::domain::SubjectId,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.get(subject.as_str()).await
+    }
+}

@@ -1,0 +1,151 @@
+//! subject-imaging: `GET /v1/subjects/{subjectId}/imaging` — a subject's imaging summary (as
+//! imaging-summary keeps it) with its studies, series and instances (from the instance index),
+//! for anyone who may read the subject's site.
+//!
+//! A function of its own rather than a route of upload-url: another job (reading what processing
+//! indexed, not managing uploads), and a read-only role — it reads the subject, the summary item
+//! and one index, and can write nothing, where upload-url writes records and presigns.
+//!
+//! The route is found by its path parameter (`subjectId`), so a named stage or a custom domain's
+//! base path does not change it. A subject that does not exist, or is at a site the caller cannot
+//! read, answers 404 (existence does not leak).
+
+mod imaging;
+
+use lambda_http::{http::StatusCode, Body, Request, RequestExt, Response};
+use shared::auth::Caller;
+use shared::aws::AwsClients;
+use shared::config::{ConfigError, Source};
+use shared::domain::SubjectId;
+use shared::problem::Problem;
+use shared::store::dynamodb::DynamoSubjects;
+use shared::store::instance_listing::DynamoInstanceListing;
+use shared::store::summary::DynamoImagingSummary;
+use shared::store::{ImagingSummaries, InstanceListing, StoreError, SubjectDirectory};
+use std::sync::Arc;
+use tracing::Instrument;
+
+pub use imaging::MAX_INSTANCES;
+
+const ROUTE: &str = "GET /v1/subjects/{subjectId}/imaging";
+
+/// The route's ports.
+pub struct ImagingApi {
+    subjects: Arc<dyn SubjectDirectory>,
+    summaries: Arc<dyn ImagingSummaries>,
+    instances: Arc<dyn InstanceListing>,
+}
+
+impl ImagingApi {
+    pub fn from_env(env: &impl Source, clients: &AwsClients) -> Result<Self, ConfigError> {
+        Ok(Self::with_ports(
+            Arc::new(DynamoSubjects::new(
+                clients.dynamodb.clone(),
+                env.required("SUBJECTS_TABLE")?,
+            )),
+            Arc::new(DynamoImagingSummary::new(
+                clients.dynamodb.clone(),
+                env.required("IMAGING_SUMMARY_TABLE")?,
+            )),
+            Arc::new(DynamoInstanceListing::new(
+                clients.dynamodb.clone(),
+                env.required("INSTANCES_TABLE")?,
+            )),
+        ))
+    }
+
+    pub fn with_ports(
+        subjects: Arc<dyn SubjectDirectory>,
+        summaries: Arc<dyn ImagingSummaries>,
+        instances: Arc<dyn InstanceListing>,
+    ) -> Self {
+        Self {
+            subjects,
+            summaries,
+            instances,
+        }
+    }
+
+    /// Answers one request. Every failure becomes an RFC 9457 problem; nothing here panics on input.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let request_id = request
+            .lambda_context_ref()
+            .map(|c| c.request_id.clone())
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let span = tracing::info_span!("request", request_id = %request_id, route = ROUTE, status = tracing::field::Empty);
+        let started = std::time::Instant::now();
+        async {
+            let response = match self.answer(&request).await {
+                Ok(response) => response,
+                Err(problem) => {
+                    if problem.status >= 500 {
+                        tracing::error!(problem = %problem.kind, "request failed");
+                    } else {
+                        tracing::info!(problem = %problem.kind, "request refused");
+                    }
+                    problem
+                        .instance(request.raw_http_path().to_owned())
+                        .into_response()
+                }
+            };
+            tracing::Span::current().record("status", response.status().as_u16());
+            shared::metrics::Metrics::new("subject-imaging")
+                .dimension("Route", ROUTE)
+                .dimension(
+                    "StatusClass",
+                    format!("{}xx", response.status().as_u16() / 100),
+                )
+                .count("Requests", 1)
+                .millis("Latency", started.elapsed())
+                .emit();
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn answer(&self, request: &Request) -> Result<Response<Body>, Problem> {
+        let raw = request
+            .path_parameters_ref()
+            .and_then(|p| p.first("subjectId"));
+        let (Some(raw), &http::Method::GET) = (raw, request.method()) else {
+            return Err(Problem::not_found("No such route."));
+        };
+        let caller = Caller::from_request(request)?;
+        let not_found = || Problem::not_found("No such subject at your sites.");
+        // Not a subject id: names no subject.
+        let id = SubjectId::parse(raw).map_err(|_| not_found())?;
+        let subject = self
+            .subjects
+            .subject(&id)
+            .await
+            .map_err(store)?
+            .filter(|s| caller.can_read(&s.trial, &s.site))
+            .ok_or_else(not_found)?;
+        let (summary, instances) = tokio::try_join!(
+            self.summaries.summary(&subject.id),
+            self.instances.of_subject(&subject.id, MAX_INSTANCES),
+        )
+        .map_err(store)?;
+        let view = imaging::SubjectImaging::build(&subject, &caller, summary, instances);
+        let body = serde_json::to_string(&view).map_err(|_| Problem::internal())?;
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::Text(body))
+            .map_err(|_| Problem::internal())
+    }
+}
+
+/// A store failure, as the client sees it (the cause was logged where it happened).
+fn store(e: StoreError) -> Problem {
+    match e {
+        StoreError::Unavailable(_) => Problem::unavailable(),
+        StoreError::Corrupt(what) => {
+            tracing::error!(what = %what, "stored item malformed");
+            Problem::internal()
+        }
+        StoreError::Conflict(_) | StoreError::Failed(_) => Problem::internal(),
+    }
+}
