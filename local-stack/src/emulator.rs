@@ -42,6 +42,16 @@ fn moto_path() -> PathBuf {
         .unwrap_or_else(|_| repo_root().join(".venv/bin/moto_server"))
 }
 
+/// How moto is started: `moto_server` itself when `CLINFLOW_MOTO` names one; by default, through
+/// `local-stack/moto-serialised`, which runs the venv's moto with DynamoDB requests one at a time
+/// (moto does not isolate concurrent conditional writes; DynamoDB does).
+fn moto_launcher() -> PathBuf {
+    match std::env::var_os("CLINFLOW_MOTO") {
+        Some(_) => moto_path(),
+        None => repo_root().join("local-stack/moto-serialised"),
+    }
+}
+
 fn free_port() -> Result<u16, EmulatorError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| EmulatorError::Start(e.to_string()))?;
     l.local_addr()
@@ -70,7 +80,7 @@ impl Emulator {
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port()?;
-            match Self::spawn(&moto, port) {
+            match Self::spawn(&moto_launcher(), port) {
                 Ok(e) => return Ok(e),
                 Err(e) => last = e.to_string(),
             }

@@ -1,6 +1,6 @@
-//! The SQS adapter of [`EventPublisher`].
+//! The SQS adapters of [`EventPublisher`] and [`MessageVisibility`].
 
-use super::{sdk_failure, EventPublisher, StoreError};
+use super::{sdk_failure, EventPublisher, MessageVisibility, StoreError};
 use async_trait::async_trait;
 use aws_sdk_sqs::types::MessageAttributeValue;
 
@@ -35,6 +35,37 @@ impl EventPublisher for SqsPublisher {
             .send()
             .await
             .map_err(|e| sdk_failure("SendMessage", e))?;
+        Ok(())
+    }
+}
+
+/// A queue's messages, by receipt handle: the consumer's retry delay.
+#[derive(Clone, Debug)]
+pub struct SqsVisibility {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsVisibility {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl MessageVisibility for SqsVisibility {
+    async fn delay(&self, receipt_handle: &str, seconds: i32) -> Result<(), StoreError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("ChangeMessageVisibility", e))?;
         Ok(())
     }
 }
