@@ -227,6 +227,8 @@ impl UploadStatus {
                 // scanner could be loaded): the dead-letter consumer ends the upload FAILED.
                 | (AwaitingUpload, Failed)
                 | (Received, Failed)
+                // An operator sends a FAILED upload back into processing (its object is kept).
+                | (Failed, Received)
         )
     }
 }

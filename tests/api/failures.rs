@@ -120,10 +120,8 @@ async fn an_object_that_always_fails_after_processing_started_ends_its_upload_fa
     assert!(took < Duration::from_secs(90), "{took:?}");
 }
 
-#[tokio::test]
-async fn without_a_scanner_nothing_starts_and_the_upload_ends_failed_from_received() {
-    let app = spawn_pipeline(FAST_RETRIES).await;
-    // A fresh deployment: no signature database in the bucket.
+/// A fresh deployment: no signature database in the bucket.
+async fn remove_signatures(app: &TestApp) {
     let signatures = app
         .stack
         .clients
@@ -145,6 +143,32 @@ async fn without_a_scanner_nothing_starts_and_the_upload_ends_failed_from_receiv
             .await
             .unwrap();
     }
+}
+
+/// The operator publishes the databases (the repo's test set).
+async fn publish_signatures(app: &TestApp) {
+    for entry in std::fs::read_dir(local_stack::emulator::repo_root().join("signatures")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if [".hdb", ".hsb", ".ndb"].iter().any(|e| name.ends_with(e)) {
+            app.stack
+                .clients
+                .s3
+                .put_object()
+                .bucket(app.bucket())
+                .key(format!("scanner/signatures/{name}"))
+                .body(std::fs::read(&path).unwrap().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_a_scanner_nothing_starts_and_the_upload_ends_failed_from_received() {
+    let app = spawn_pipeline(FAST_RETRIES).await;
+    remove_signatures(&app).await;
     let file = dicom_file("CT_small.dcm");
     let created = app.upload(&declaration("SUBJ-0001", &file), &file).await;
     let id = created["uploadId"].as_str().unwrap();
@@ -346,4 +370,78 @@ async fn a_refused_outcome_write_is_reread_and_resolved_in_the_same_delivery() {
         let record = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
         assert_eq!(record.body["status"], "PROCESSED", "{}", record.body);
     }
+}
+
+#[tokio::test]
+async fn a_sponsor_admin_reprocesses_a_failed_upload_once_the_cause_is_fixed() {
+    let app = spawn_pipeline(FAST_RETRIES).await;
+    remove_signatures(&app).await;
+    let file = dicom_file("CT_small.dcm");
+    let created = app.upload(&declaration("SUBJ-0001", &file), &file).await;
+    let id = created["uploadId"].as_str().unwrap();
+    app.wait_status(id, &["FAILED"], 120).await;
+    let path = format!("/v1/uploads/{id}/reprocess");
+    let empty = json!({});
+
+    // Only a sponsor admin; a reader outside the site does not even see it.
+    let staff = app.post(&path, &app.staff(), &empty).await;
+    assert_eq!(staff.problem(403), "/problems/forbidden");
+    let monitor = app.post(&path, &app.token("monitor", &[BOS]), &empty).await;
+    assert_eq!(monitor.problem(403), "/problems/forbidden");
+    let elsewhere = app.post(&path, &app.token("monitor", &[LYN]), &empty).await;
+    assert_eq!(elsewhere.problem(404), "/problems/not-found");
+    assert_eq!(
+        trail(&app, id).await.last().unwrap().0,
+        "FAILED",
+        "nothing written"
+    );
+
+    publish_signatures(&app).await;
+    let admin = app.token("sponsor_admin", &[]);
+    let accepted = app.post(&path, &admin, &empty).await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    assert_eq!(accepted.body["status"], "RECEIVED");
+    // Asked twice: the same answer, one move.
+    let again = app.post(&path, &admin, &empty).await;
+    assert!([202, 409].contains(&again.status), "{}", again.body);
+
+    let record = app
+        .wait_status(id, &["PROCESSED", "QUARANTINED"], 120)
+        .await;
+    assert_eq!(record["status"], "PROCESSED", "{record}");
+    let trail = trail(&app, id).await;
+    let moves: Vec<(&str, &str, &str)> = trail
+        .iter()
+        .map(|t| (t.1.as_str(), t.0.as_str(), t.2.as_str()))
+        .collect();
+    assert_eq!(
+        moves
+            .iter()
+            .filter(|m| m.0 == "FAILED" && m.1 == "RECEIVED")
+            .count(),
+        1,
+        "{moves:?}"
+    );
+    assert!(
+        moves.contains(&("FAILED", "RECEIVED", "tester")),
+        "audited with who asked"
+    );
+    assert_eq!(moves.last().unwrap().1, "PROCESSED");
+    assert_eq!(trail.iter().filter(|t| t.0 == "PROCESSED").count(), 1);
+
+    // Not FAILED any more: a conflict, nothing written.
+    let done = app.post(&path, &admin, &empty).await;
+    assert_eq!(done.problem(409), "/problems/upload-not-failed");
+    // The summary: failed no more, the instance counted once.
+    let summary = app
+        .summary_once(
+            "SUBJ-0001",
+            &json!({"subjectId": "SUBJ-0001", "studies": 1, "series": 1, "instances": 1,
+                "instancesByModality": {"CT": 1}, "lastStudyDate": record["processing"]["dicom"]["studyDate"],
+                "pending": 0, "quarantined": 0, "failed": 0}),
+        )
+        .await;
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["instances"], 1, "{summary}");
+    assert_eq!(summary["pending"], 0, "{summary}");
 }

@@ -9,10 +9,12 @@
 //! | `DELETE /v1/uploads/{uploadId}` | [`status::abort_upload`] |
 //! | `GET /v1/uploads/{uploadId}/parts` | [`multipart::list_parts`] |
 //! | `POST /v1/uploads/{uploadId}/complete` | [`multipart::complete_upload`] |
+//! | `POST /v1/uploads/{uploadId}/reprocess` | [`reprocess::reprocess_upload`] |
 
 mod config;
 mod create;
 mod multipart;
+mod reprocess;
 mod request;
 mod status;
 mod view;
@@ -26,7 +28,8 @@ use shared::domain::UploadId;
 use shared::problem::Problem;
 use shared::store::dynamodb::{DynamoSubjects, DynamoUploads};
 use shared::store::s3::S3Uploads;
-use shared::store::{SubjectDirectory, UploadObjects, UploadStore};
+use shared::store::sqs::SqsPublisher;
+use shared::store::{EventPublisher, SubjectDirectory, UploadObjects, UploadStore};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -36,6 +39,8 @@ pub struct UploadApi {
     pub(crate) subjects: Arc<dyn SubjectDirectory>,
     pub(crate) uploads: Arc<dyn UploadStore>,
     pub(crate) objects: Arc<dyn UploadObjects>,
+    /// The ingest queue, for reprocessing (none: reprocess answers 503).
+    pub(crate) ingest: Option<Arc<dyn EventPublisher>>,
 }
 
 enum Route {
@@ -44,6 +49,7 @@ enum Route {
     Abort(String),
     Parts(String),
     Complete(String),
+    Reprocess(String),
 }
 
 fn route(method: &Method, path: &str) -> Result<Route, Problem> {
@@ -54,6 +60,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Problem> {
         (&Method::DELETE, ["v1", "uploads", id]) => Route::Abort((*id).to_owned()),
         (&Method::GET, ["v1", "uploads", id, "parts"]) => Route::Parts((*id).to_owned()),
         (&Method::POST, ["v1", "uploads", id, "complete"]) => Route::Complete((*id).to_owned()),
+        (&Method::POST, ["v1", "uploads", id, "reprocess"]) => Route::Reprocess((*id).to_owned()),
         _ => {
             return Err(Problem::not_found("No such route."));
         }
@@ -70,6 +77,7 @@ impl Route {
             Self::Abort(_) => "DELETE /v1/uploads/{uploadId}",
             Self::Parts(_) => "GET /v1/uploads/{uploadId}/parts",
             Self::Complete(_) => "POST /v1/uploads/{uploadId}/complete",
+            Self::Reprocess(_) => "POST /v1/uploads/{uploadId}/reprocess",
         }
     }
 }
@@ -96,6 +104,11 @@ impl UploadApi {
                 &config.bucket,
                 config.encryption,
             )),
+            ingest: config.ingest_queue_url.as_ref().map(|url| {
+                // Delayed, so the record's move back to RECEIVED lands before the processor looks.
+                Arc::new(SqsPublisher::new(clients.sqs.clone(), url).delayed(5))
+                    as Arc<dyn EventPublisher>
+            }),
             config,
         }
     }
@@ -112,6 +125,7 @@ impl UploadApi {
             subjects,
             uploads,
             objects,
+            ingest: None,
         }
     }
 
@@ -177,6 +191,9 @@ impl UploadApi {
             Route::Parts(id) => multipart::list_parts(self, &caller, &parse_id(&id)?).await,
             Route::Complete(id) => {
                 multipart::complete_upload(self, meta, &caller, &parse_id(&id)?, request).await
+            }
+            Route::Reprocess(id) => {
+                reprocess::reprocess_upload(self, meta, &caller, &parse_id(&id)?).await
             }
         }
     }

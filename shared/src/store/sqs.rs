@@ -8,6 +8,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 pub struct SqsPublisher {
     client: aws_sdk_sqs::Client,
     queue_url: String,
+    delay_seconds: Option<i32>,
 }
 
 impl SqsPublisher {
@@ -15,7 +16,14 @@ impl SqsPublisher {
         Self {
             client,
             queue_url: queue_url.into(),
+            delay_seconds: None,
         }
+    }
+
+    /// Every message is delivered `seconds` after it is sent (SQS `DelaySeconds`).
+    pub fn delayed(mut self, seconds: i32) -> Self {
+        self.delay_seconds = Some(seconds);
+        self
     }
 }
 
@@ -32,6 +40,7 @@ impl EventPublisher for SqsPublisher {
             .queue_url(&self.queue_url)
             .message_body(body)
             .message_attributes("correlationId", attribute)
+            .set_delay_seconds(self.delay_seconds)
             .send()
             .await
             .map_err(|e| sdk_failure("SendMessage", e))?;
