@@ -445,3 +445,44 @@ async fn a_sponsor_admin_reprocesses_a_failed_upload_once_the_cause_is_fixed() {
     assert_eq!(summary["instances"], 1, "{summary}");
     assert_eq!(summary["pending"], 0, "{summary}");
 }
+
+#[tokio::test]
+async fn uploads_polled_every_moment_while_processed_end_terminal_in_seconds() {
+    // The race, many times over: a client polls GET /v1/uploads/{id} right after its PUT
+    // while the processor works (a 700-byte truncated DICOM, quarantined). The template's own
+    // 5,400 s visibility: a message left to it would not come back within the test.
+    let app = spawn_pipeline(&[]).await;
+    let ct = dicom_file("CT_small.dcm");
+    let truncated = ct[..700].to_vec();
+    for round in 0..12 {
+        let created = app
+            .upload(&declaration("SUBJ-0001", &truncated), &truncated)
+            .await;
+        let id = created["uploadId"].as_str().unwrap();
+        let started = Instant::now();
+        let record = loop {
+            let r = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
+            if ["PROCESSED", "QUARANTINED", "FAILED"].contains(&r.body["status"].as_str().unwrap())
+            {
+                break r.body;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "round {round}: still {} after 60 s",
+                r.body["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(record["status"], "QUARANTINED", "round {round}: {record}");
+        assert!(record["statusReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed: "));
+        let concluded = trail(&app, id)
+            .await
+            .iter()
+            .filter(|t| t.0 == "QUARANTINED")
+            .count();
+        assert_eq!(concluded, 1, "round {round}");
+    }
+}

@@ -17,16 +17,16 @@ impl Deadline {
         } else {
             DateTime::from_timestamp_millis(context.deadline as i64).unwrap_or_else(Utc::now)
         };
+        let margin = chrono::Duration::from_std(margin).unwrap_or_default();
         Self {
-            at: end - chrono::Duration::from_std(margin).unwrap_or_default(),
+            at: end.checked_sub_signed(margin).unwrap_or(end),
         }
     }
 
     /// A message's own deadline: at most `budget` from now, never past this one.
     pub fn for_message(&self, budget: Duration) -> Self {
-        let own = Utc::now() + chrono::Duration::from_std(budget).unwrap_or(chrono::Duration::MAX);
         Self {
-            at: own.min(self.at),
+            at: after(budget).min(self.at),
         }
     }
 
@@ -41,13 +41,21 @@ impl Deadline {
 
     /// Would `work` still end before the deadline?
     pub fn allows(&self, work: Duration) -> bool {
-        Utc::now() + chrono::Duration::from_std(work).unwrap_or(chrono::Duration::MAX) < self.at
+        after(work) < self.at
     }
 
     /// The lock on an upload is held no longer than the message may run.
     pub fn lock_until(&self) -> DateTime<Utc> {
         self.at
     }
+}
+
+/// `span` from now (the end of time if that is past it).
+fn after(span: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(span)
+        .ok()
+        .and_then(|d| Utc::now().checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
@@ -67,5 +75,10 @@ mod tests {
         assert!(!long.too_close());
         assert!(long.allows(Duration::from_secs(60)));
         assert!(!long.allows(Duration::from_secs(90)));
+        assert!(!long.allows(Duration::MAX));
+        assert_eq!(
+            invocation.for_message(Duration::MAX).lock_until(),
+            invocation.lock_until()
+        );
     }
 }
