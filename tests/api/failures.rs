@@ -486,3 +486,72 @@ async fn uploads_polled_every_moment_while_processed_end_terminal_in_seconds() {
         assert_eq!(concluded, 1, "round {round}");
     }
 }
+
+#[tokio::test]
+async fn a_dead_letter_whose_upload_is_being_processed_waits() {
+    use shared::store::idempotency::DynamoIdempotency;
+    use shared::store::{Claim, Idempotency};
+    let app = spawn_app().await;
+    let file = dicom_file("CT_small.dcm");
+    let created = app.create_upload("SUBJ-0001", &file).await;
+    let id = created.body["uploadId"].as_str().unwrap().to_owned();
+    let key = created.body["objectKey"].as_str().unwrap();
+    // Another delivery holds the upload's lock (a duplicate event dead-lettered meanwhile).
+    let claims = DynamoIdempotency::new(
+        app.stack.clients.dynamodb.clone(),
+        app.table("IdempotencyTable"),
+        chrono::Duration::days(1),
+    );
+    let Claim::Acquired(lease) = claims
+        .claim(
+            &format!("{}/{key}", app.bucket()),
+            "v1",
+            chrono::Utc::now() + chrono::Duration::seconds(60),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the lock")
+    };
+    let info = app
+        .stack
+        .functions
+        .values()
+        .find(|f| f.binary == "ingest-failures")
+        .unwrap();
+    let failures = ingest_failures::IngestFailures::new(
+        ingest_failures::Config::from_source(&info.environment).unwrap(),
+        &app.stack.clients,
+    );
+    let body = object_created_body(&app.bucket(), key, file.len(), Some("v2"));
+    let deliver = || async {
+        let event = lambda_runtime::LambdaEvent::new(
+            serde_json::from_value(json!({"Records": [{"messageId": "m0",
+                "body": body.to_string(), "eventSource": "aws:sqs",
+                "attributes": {"ApproximateReceiveCount": "6"}}]}))
+            .unwrap(),
+            lambda_runtime::Context::default(),
+        );
+        failures
+            .handle(event)
+            .await
+            .unwrap()
+            .batch_item_failures
+            .len()
+    };
+    assert_eq!(deliver().await, 1, "handed back while the lock is held");
+    let record = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
+    assert_eq!(record.body["status"], "AWAITING_UPLOAD");
+    // The holder gives up with an error: the next look ends it FAILED, with that error.
+    claims
+        .release(&lease, "dependency: injected")
+        .await
+        .unwrap();
+    assert_eq!(deliver().await, 0);
+    let record = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
+    assert_eq!(record.body["status"], "FAILED");
+    assert!(record.body["statusReason"]
+        .as_str()
+        .unwrap()
+        .ends_with("last error: dependency: injected"));
+}

@@ -27,6 +27,8 @@ pub enum Ended {
     EndedOtherwise,
     /// The key names no upload (or is outside the upload area): nothing to mark.
     NoUpload,
+    /// A delivery holds the upload's lock: the message comes back later.
+    StillProcessing,
 }
 
 impl Ended {
@@ -37,6 +39,7 @@ impl Ended {
             Self::AlreadyFailed => "ALREADY_FAILED",
             Self::EndedOtherwise => "ALREADY_ENDED",
             Self::NoUpload => "NO_UPLOAD",
+            Self::StillProcessing => "STILL_PROCESSING",
         }
     }
 }
@@ -125,7 +128,14 @@ impl IngestFailures {
                 | UploadStatus::Received
                 | UploadStatus::Processing => {}
             }
-            let reason = self.reason(created, receive_count).await;
+            // A delivery still holds the upload's lock (a duplicate event dead-lettered while
+            // another is processed): not failed; look again later.
+            let claim = self.ports.idempotency.state(&created.claim_key()).await?;
+            if claim.locked_until.is_some_and(|until| until > Utc::now()) {
+                tracing::info!("the upload is being processed: the dead letter waits");
+                return Ok(Ended::StillProcessing);
+            }
+            let reason = reason(claim.last_error.as_deref(), receive_count);
             let audit = AuditEntry {
                 entity: upload_entity(&upload.id),
                 actor: ACTOR.into(),
@@ -165,24 +175,6 @@ impl IngestFailures {
         ))
     }
 
-    /// What is known: how often the ingest queue delivered the object, and the last error
-    /// process-dicom recorded on its claim.
-    async fn reason(&self, created: &ObjectCreated, receive_count: u32) -> String {
-        let last = match self
-            .ports
-            .idempotency
-            .last_error(&created.claim_key())
-            .await
-        {
-            Ok(Some(e)) => e,
-            Ok(None) => "none recorded".into(),
-            Err(e) => format!("unknown ({e})"),
-        };
-        format!(
-            "processing_failed: the ingest queue gave up on the object (receive count {receive_count}); last error: {last}"
-        )
-    }
-
     async fn publish_failed(&self, upload: &Upload) -> Result<(), StoreError> {
         let event = ImagingEvent::of(upload, EventKind::Failed, upload.processing.as_ref());
         self.ports
@@ -190,4 +182,13 @@ impl IngestFailures {
             .publish(&event.to_json(), &upload.correlation_id)
             .await
     }
+}
+
+/// What is known: how often the ingest queue delivered the object, and the last error
+/// process-dicom recorded on its claim.
+fn reason(last_error: Option<&str>, receive_count: u32) -> String {
+    format!(
+        "processing_failed: the ingest queue gave up on the object (receive count {receive_count}); last error: {}",
+        last_error.unwrap_or("none recorded")
+    )
 }

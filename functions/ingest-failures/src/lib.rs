@@ -11,6 +11,8 @@
 //! - Already `FAILED`: `upload.failed` is published again (a crash between the two, or a
 //!   redelivery; consumers recognise the event id), nothing else.
 //! - `PROCESSED`, `QUARANTINED`, `ABORTED`: ended otherwise; nothing to do.
+//! - A delivery still holds the upload's lock (a duplicate event dead-lettered while another is
+//!   being processed): not failed; the message is handed back and looked at again later.
 //!
 //! The object stays where it is (`incoming/`): nothing uploaded is lost, and an operator can
 //! reprocess it. A body that is not an S3 notification names no upload: it is kept on the
@@ -82,7 +84,7 @@ impl IngestFailures {
             }
             if results
                 .iter()
-                .any(|r| ["UNRECOGNISED", "RETRY"].contains(r))
+                .any(|r| ["UNRECOGNISED", "RETRY", "STILL_PROCESSING"].contains(r))
             {
                 response.add_failure(message_id);
             }

@@ -4,7 +4,7 @@
 //! last released lock; `expiresAt` (epoch s, the table's TTL attribute), pushed on at every write.
 
 use super::dynamodb::{get_opt_s, n, s, Item};
-use super::{sdk_failure, Claim, Idempotency, Lease, StoreError};
+use super::{sdk_failure, Claim, ClaimState, Idempotency, Lease, StoreError};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -45,6 +45,13 @@ impl DynamoIdempotency {
             .item
             .unwrap_or_default())
     }
+}
+
+fn locked_until(item: &Item) -> Option<DateTime<Utc>> {
+    item.get("lockUntil")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(DateTime::from_timestamp_millis)
 }
 
 fn conditional<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
@@ -105,11 +112,7 @@ impl Idempotency for DynamoIdempotency {
         if let Some(result) = done {
             return Ok(Claim::Completed(result.clone()));
         }
-        let until = item
-            .get("lockUntil")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|v| v.parse::<i64>().ok())
-            .and_then(DateTime::from_timestamp_millis);
+        let until = locked_until(&item);
         // Released between our write and our read: someone else will take it, or we will on retry.
         Ok(Claim::InProgress { until })
     }
@@ -171,7 +174,11 @@ impl Idempotency for DynamoIdempotency {
         }
     }
 
-    async fn last_error(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(get_opt_s(&self.read(key).await?, "lastError"))
+    async fn state(&self, key: &str) -> Result<ClaimState, StoreError> {
+        let item = self.read(key).await?;
+        Ok(ClaimState {
+            locked_until: locked_until(&item),
+            last_error: get_opt_s(&item, "lastError"),
+        })
     }
 }

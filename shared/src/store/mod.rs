@@ -206,8 +206,17 @@ pub trait Idempotency: Send + Sync {
     /// Frees the lock without completing the version (it failed, or went back to the queue),
     /// recording why.
     async fn release(&self, lease: &Lease, error: &str) -> Result<(), StoreError>;
-    /// Why the last released lock on the key was released.
-    async fn last_error(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Where the key's claim stands: the lock's holder's deadline while one holds it, and why the
+    /// last released lock was released.
+    async fn state(&self, key: &str) -> Result<ClaimState, StoreError>;
+}
+
+/// What [`Idempotency::state`] finds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimState {
+    /// Some holder's lock runs until then (it may be in the past: an expired lock).
+    pub locked_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
 }
 
 /// The visibility of a message being handled: how long until its queue delivers it again.
