@@ -48,6 +48,16 @@ impl crate::pollers::SqsFunction for imaging_summary::Summarizer {
     }
 }
 
+#[async_trait]
+impl crate::pollers::SqsFunction for ingest_failures::IngestFailures {
+    async fn invoke(
+        &self,
+        event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>,
+    ) -> Result<aws_lambda_events::event::sqs::SqsBatchResponse, lambda_runtime::Error> {
+        self.handle(event).await
+    }
+}
+
 #[derive(Clone)]
 pub enum LocalFunction {
     Http(Arc<dyn HttpFunction>),
@@ -58,6 +68,7 @@ pub enum LocalFunction {
 /// Every binary the local stack can run. A test checks this list against template.yaml.
 pub const BINARIES: &[&str] = &[
     "imaging-summary",
+    "ingest-failures",
     "process-dicom",
     "subject-imaging",
     "upload-url",
@@ -84,6 +95,12 @@ pub fn build(
         "imaging-summary" => Ok(LocalFunction::Sqs(Arc::new(
             imaging_summary::Summarizer::from_env(env, clients).map_err(|e| e.to_string())?,
         ))),
+        "ingest-failures" => {
+            let config = ingest_failures::Config::from_source(env).map_err(|e| e.to_string())?;
+            Ok(LocalFunction::Sqs(Arc::new(
+                ingest_failures::IngestFailures::new(config, clients),
+            )))
+        }
         "subject-imaging" => Ok(LocalFunction::Http(Arc::new(
             subject_imaging::ImagingApi::from_env(env, clients).map_err(|e| e.to_string())?,
         ))),

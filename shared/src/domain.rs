@@ -223,6 +223,12 @@ impl UploadStatus {
                 | (Processing, Processed)
                 | (Processing, Quarantined)
                 | (Processing, Failed)
+                // The ingest queue gave up on an object whose processing never started (e.g. no
+                // scanner could be loaded): the dead-letter consumer ends the upload FAILED.
+                | (AwaitingUpload, Failed)
+                | (Received, Failed)
+                // An operator sends a FAILED upload back into processing (its object is kept).
+                | (Failed, Received)
         )
     }
 }

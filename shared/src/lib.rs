@@ -2,18 +2,22 @@
 //!
 //! - [`domain`]: the values of the trial world, parsed once at the edge (`SubjectId`, `Sha256Digest`, ...)
 //!   and the upload record with its status lifecycle;
+//! - [`events`]: the imaging events one stage publishes and the next consumes (one struct for both);
 //! - [`store`]: the ports (small traits) the handlers take, and their AWS adapters;
 //! - [`auth`]: who is calling (JWT claims put in the request context by the HttpApi authorizer) and
 //!   what they may see;
 //! - [`problem`]: RFC 9457 problem responses, the one shape every error takes on the wire;
 //! - [`config`], [`aws`], [`telemetry`]: environment, SDK clients and JSON logs, built once per cold start;
-//! - [`metrics`]: counts and latencies as CloudWatch Embedded Metric Format.
+//! - [`metrics`]: counts and latencies as CloudWatch Embedded Metric Format;
+//! - [`notification`]: S3 notifications inside SQS bodies (the ingest queue and its DLQ).
 
 pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod metrics;
+pub mod notification;
 pub mod problem;
 pub mod store;
 pub mod telemetry;

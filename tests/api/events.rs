@@ -202,4 +202,34 @@ async fn every_sample_event_runs_through_its_handler() {
     let id = created.body["uploadId"].as_str().unwrap();
     let record = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
     assert_eq!(record.body["status"], "PROCESSED", "{}", record.body);
+
+    // ingest-failures: the sample names another bucket (nothing to mark); pointed at an upload
+    // that never finished, it ends it FAILED.
+    let (status, response) = invoke(
+        &app,
+        "ingest-failures",
+        &events["ingest-failures-dead-lettered.json"],
+    )
+    .await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["batchItemFailures"], serde_json::json!([]));
+    let waiting = app.create_upload("SUBJ-0001", &file).await;
+    let mut event = events["ingest-failures-dead-lettered.json"].clone();
+    let mut body: Value =
+        serde_json::from_str(event["Records"][0]["body"].as_str().unwrap()).unwrap();
+    let object = &mut body["Records"][0]["s3"];
+    object["bucket"]["name"] = Value::String(app.bucket());
+    object["object"]["key"] = Value::String(
+        waiting.body["objectKey"]
+            .as_str()
+            .unwrap()
+            .replace('/', "%2F"),
+    );
+    event["Records"][0]["body"] = Value::String(body.to_string());
+    let (status, response) = invoke(&app, "ingest-failures", &event).await;
+    assert_eq!(status, 200);
+    assert_eq!(response["batchItemFailures"], serde_json::json!([]));
+    let id = waiting.body["uploadId"].as_str().unwrap();
+    let record = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
+    assert_eq!(record.body["status"], "FAILED", "{}", record.body);
 }

@@ -170,6 +170,13 @@ async fn every_sample_event_runs_through_the_invoke_api() {
     for _ in 0..2 {
         assert_eq!(batch_failures(&invoke(&client, &f, &e).await), json!([]));
     }
+    // ingest-failures: the sample dead letter names another bucket's object: skipped, nothing
+    // written.
+    let (f, e) = run("ingest-failures-dead-lettered.json");
+    assert_eq!(f, "IngestFailuresFunction");
+    let audit_before = app.item_count("AuditTable").await;
+    assert_eq!(batch_failures(&invoke(&client, &f, &e).await), json!([]));
+    assert_eq!(app.item_count("AuditTable").await, audit_before);
     // subject-imaging: the summary it counted, for the monitor the sample event names.
     let (f, e) = run("subject-imaging-get.json");
     assert_eq!(f, "SubjectImagingFunction");

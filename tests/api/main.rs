@@ -3,7 +3,9 @@
 mod auth;
 mod bad_input;
 mod corpus;
+mod crash_windows;
 mod events;
+mod failures;
 mod iam;
 mod invoke;
 mod lists;

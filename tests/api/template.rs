@@ -287,3 +287,87 @@ async fn routes_are_throttled_as_the_template_configures() {
     }
     assert_eq!(statuses, vec![401, 401, 401, 429, 429]);
 }
+
+#[test]
+fn every_dead_letter_queue_and_every_function_is_alarmed_and_on_the_dashboard() {
+    let t = template();
+    let alarms: Vec<Value> = t
+        .resources_of("AWS::CloudWatch::Alarm")
+        .iter()
+        .map(|a| serde_json::to_value(a.properties).unwrap())
+        .collect();
+    // Names a resource by `!Ref X` / `!GetAtt X.Attr` (kept as YAML tags: compare their text).
+    let names = |alarm: &Value, id: &str| alarm.to_string().contains(id);
+    let alarmed = |namespace: &str, metric: &str, id: &str| {
+        alarms.iter().any(|a| {
+            a["Namespace"] == namespace && a["MetricName"] == metric && names(&a["Dimensions"], id)
+        })
+    };
+    let mut t2 = template();
+    let ids: Vec<String> = t2
+        .resources_of("AWS::SQS::Queue")
+        .into_iter()
+        .map(|q| q.logical_id)
+        .collect();
+    for id in &ids {
+        t2.set_arn(id, id);
+    }
+    let dlqs: BTreeSet<String> = t2
+        .resources_of("AWS::SQS::Queue")
+        .iter()
+        .filter_map(|q| {
+            t2.eval(q.properties)
+                .unwrap()
+                .pointer("/RedrivePolicy/deadLetterTargetArn")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(dlqs.len() >= 2);
+    let dashboard = t
+        .resources_of("AWS::CloudWatch::Dashboard")
+        .first()
+        .map(|d| serde_json::to_value(d.properties).unwrap().to_string())
+        .expect("a dashboard");
+    for dlq in &dlqs {
+        assert!(
+            alarmed("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq),
+            "{dlq}: no depth alarm"
+        );
+        assert!(
+            dashboard.contains(dlq.as_str()),
+            "{dlq} not on the dashboard"
+        );
+    }
+    for f in t.resources_of("AWS::Serverless::Function") {
+        assert!(
+            alarmed("AWS/Lambda", "Errors", &f.logical_id),
+            "{}: no Errors alarm",
+            f.logical_id
+        );
+        assert!(
+            dashboard.contains(&f.logical_id),
+            "{} not on the dashboard",
+            f.logical_id
+        );
+    }
+    // The outcomes an operator acts on, from the functions' own EMF metrics.
+    for (metric, dimension) in [("Uploads", "FAILED"), ("Objects", "SCANNER_UNAVAILABLE")] {
+        assert!(
+            alarms.iter().any(|a| a["Namespace"] == "clinflow"
+                && a["MetricName"] == metric
+                && a["Dimensions"].to_string().contains(dimension)),
+            "no alarm on {metric} {dimension}"
+        );
+    }
+    for metric in [
+        "Objects",
+        "ProcessingTime",
+        "Requests",
+        "Latency",
+        "Events",
+        "Uploads",
+    ] {
+        assert!(dashboard.contains(metric), "{metric} not on the dashboard");
+    }
+}

@@ -1,6 +1,7 @@
 //! `spawn_app()`: a fresh local stack per test — its own stack name, so its own tables, queues and
 //! bucket — on one emulator per test process (moto on a free loopback port, or `AWS_ENDPOINT_URL`).
 
+pub mod faults;
 pub mod openapi;
 pub mod reference;
 
@@ -639,4 +640,116 @@ impl TestApp {
             .await
             .is_ok()
     }
+}
+
+impl TestApp {
+    /// process-dicom as the template configures it, with `env` overriding its environment and
+    /// `wrap` replacing any of its ports (to inject a fault); messages are delivered by hand.
+    pub fn processor_with(
+        &self,
+        env: &[(&str, &str)],
+        wrap: impl FnOnce(process_dicom::Ports) -> process_dicom::Ports,
+    ) -> std::sync::Arc<process_dicom::Processor> {
+        let info = self
+            .stack
+            .functions
+            .values()
+            .find(|f| f.binary == "process-dicom")
+            .expect("process-dicom in the template");
+        let mut environment = info.environment.clone();
+        for (k, v) in env {
+            environment.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = process_dicom::Config::from_source(&environment).expect("config");
+        let ports = process_dicom::Ports::aws(&config, &self.stack.clients);
+        std::sync::Arc::new(process_dicom::Processor::with_ports(config, wrap(ports)))
+    }
+
+    /// Every version and delete marker under `prefix` in the upload bucket: (key, version id,
+    /// is a delete marker).
+    pub async fn versions_under(&self, prefix: &str) -> Vec<(String, String, bool)> {
+        let out = self
+            .stack
+            .clients
+            .s3
+            .list_object_versions()
+            .bucket(self.bucket())
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("list versions");
+        let mut all: Vec<(String, String, bool)> = out
+            .versions()
+            .iter()
+            .map(|v| {
+                (
+                    v.key().unwrap_or_default().to_owned(),
+                    v.version_id().unwrap_or_default().to_owned(),
+                    false,
+                )
+            })
+            .collect();
+        all.extend(out.delete_markers().iter().map(|m| {
+            (
+                m.key().unwrap_or_default().to_owned(),
+                m.version_id().unwrap_or_default().to_owned(),
+                true,
+            )
+        }));
+        all
+    }
+
+    /// The subject's imaging summary, once it equals `expected` (polled, bounded), or the last
+    /// one read.
+    pub async fn summary_once(&self, subject: &str, expected: &Value) -> Value {
+        let store = shared::store::summary::DynamoImagingSummary::new(
+            self.stack.clients.dynamodb.clone(),
+            self.table("ImagingSummaryTable"),
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let summary = store
+                .get(subject)
+                .await
+                .expect("summary")
+                .unwrap_or(Value::Null);
+            if &summary == expected || std::time::Instant::now() > deadline {
+                return summary;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls the record through the API until its status is one of
+    /// `statuses`, for at most `seconds`.
+    pub async fn wait_status(&self, upload_id: &str, statuses: &[&str], seconds: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let r = self
+                .get(&format!("/v1/uploads/{upload_id}"), &self.staff())
+                .await;
+            let status = r.body["status"].as_str().unwrap_or("").to_owned();
+            if statuses.contains(&status.as_str()) {
+                return r.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still {status} after {seconds} s: {}",
+                r.body
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// An S3 `ObjectCreated:Put` notification body for `key` (URL-encoded as S3 sends it).
+pub fn object_created_body(bucket: &str, key: &str, size: usize, version: Option<&str>) -> Value {
+    let mut object = serde_json::json!({"key": key.replace('/', "%2F"), "size": size});
+    if let Some(v) = version {
+        object["versionId"] = Value::String(v.to_owned());
+    }
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": object},
+    }]})
 }

@@ -29,6 +29,15 @@ pub struct Config {
     /// Time kept in hand before the Lambda deadline: a message not finished by then goes back to
     /// the queue, before anything is half-written.
     pub deadline_margin: Duration,
+    /// The ingest queue (its messages' retry delays are set on it).
+    pub ingest_queue_url: String,
+    /// The most one message may take, within the invocation's deadline.
+    pub message_timeout: Duration,
+    /// The longest an object's body may send nothing before its message fails (alone).
+    pub read_timeout: Duration,
+    /// Retry delays of a failed message: exponential from `retry_base`, capped at `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
 }
 
 impl Config {
@@ -59,6 +68,11 @@ impl Config {
             signatures_check: Duration::from_secs(env.parsed_or("SIGNATURES_CHECK_SECONDS", 300)?),
             scan_max_bytes: env.parsed_or("SCAN_MAX_BYTES", 64 * 1024 * 1024 * 1024)?,
             deadline_margin: Duration::from_secs(env.parsed_or("DEADLINE_MARGIN_SECONDS", 20)?),
+            ingest_queue_url: env.required("INGEST_QUEUE_URL")?,
+            message_timeout: Duration::from_secs(env.parsed_or("MESSAGE_TIMEOUT_SECONDS", 600)?),
+            read_timeout: Duration::from_secs(env.parsed_or("READ_TIMEOUT_SECONDS", 30)?),
+            retry_base: Duration::from_secs(env.parsed_or("RETRY_BASE_SECONDS", 10)?),
+            retry_max: Duration::from_secs(env.parsed_or("RETRY_MAX_SECONDS", 900)?),
         })
     }
 }

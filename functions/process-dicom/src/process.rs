@@ -1,21 +1,29 @@
-//! One object version, from claim to published outcome.
+//! One object version, from claim to published outcome: the orchestration. What it decides is in
+//! [`crate::decide`], the tags in [`crate::tags`], the metrics in [`crate::metrics`], the event in
+//! [`shared::events`].
 
 use crate::config::{Config, ScannerChoice};
-use crate::notification::{self, Notification, ObjectCreated};
+use crate::deadline::Deadline;
+use crate::decide::{decide, Decision};
+use crate::outcome::{Outcome, Retry, StrayReason};
 use crate::signatures::{Fixed, S3Signatures, ScannerSource};
-use chrono::{DateTime, Utc};
+use crate::{metrics, tags};
+use chrono::Utc;
 use shared::aws::AwsClients;
-use shared::domain::{ProcessingResult, Upload, UploadId, UploadStatus};
+use shared::domain::{ProcessingResult, Upload, UploadStatus};
+use shared::events::{EventKind, ImagingEvent};
 use shared::inspect::{Inspection, Inspector};
-use shared::metrics::{Metrics, Unit};
+use shared::notification::{self, Notification, ObjectCreated};
 use shared::scan::clamd::Clamd;
-use shared::scan::Verdict;
-use shared::store::dynamodb::{upload_entity, DynamoIdempotency, DynamoInstances, DynamoUploads};
+use shared::scan::{Scanner, Verdict};
+use shared::store::dynamodb::{upload_entity, DynamoUploads};
+use shared::store::idempotency::DynamoIdempotency;
+use shared::store::instances::DynamoInstances;
 use shared::store::s3::S3Ingest;
-use shared::store::sqs::SqsPublisher;
+use shared::store::sqs::{SqsPublisher, SqsVisibility};
 use shared::store::{
-    AuditEntry, Claim, EventPublisher, Idempotency, IngestObjects, InstanceIndex, InstanceRecord,
-    StoreError, UploadStore,
+    AuditEntry, Claim, EventPublisher, Idempotency, IngestObjects, InstanceIndex, InstanceOutcome,
+    InstanceRecord, MessageVisibility, StoreError, UploadStore,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,84 +31,25 @@ use std::time::Duration;
 /// The actor the audit trail names for the processor's changes.
 pub const ACTOR: &str = "system:process-dicom";
 
-/// Why a message goes back to the queue (logged; SQS retries it, then dead-letters it).
-#[derive(Debug, thiserror::Error)]
-pub enum Retry {
-    #[error("{0}")]
-    NotANotification(#[from] notification::NotANotification),
-    #[error("another delivery of this object is being processed")]
-    Busy,
-    #[error("not enough time left before the Lambda deadline")]
-    Deadline,
-    #[error("dependency: {0}")]
-    Dependency(String),
-}
-
-impl From<StoreError> for Retry {
-    fn from(e: StoreError) -> Self {
-        Retry::Dependency(e.to_string())
-    }
-}
-
-impl From<shared::scan::ScanError> for Retry {
-    fn from(e: shared::scan::ScanError) -> Self {
-        Retry::Dependency(e.to_string())
-    }
-}
-
-/// The invocation's deadline, less the margin kept to hand a message back cleanly.
-pub struct Deadline {
-    at: DateTime<Utc>,
-}
-
-impl Deadline {
-    pub fn from_context(context: &lambda_runtime::Context, margin: Duration) -> Self {
-        let end = if context.deadline == 0 {
-            Utc::now() + chrono::Duration::minutes(15)
-        } else {
-            DateTime::from_timestamp_millis(context.deadline as i64).unwrap_or_else(Utc::now)
-        };
-        Self {
-            at: end - chrono::Duration::from_std(margin).unwrap_or_default(),
-        }
-    }
-
-    pub fn too_close(&self) -> bool {
-        Utc::now() >= self.at
-    }
-
-    /// Would `work` still end before the deadline?
-    fn allows(&self, work: Duration) -> bool {
-        Utc::now() + chrono::Duration::from_std(work).unwrap_or_default() < self.at
-    }
-
-    /// The lock on an object is held no longer than the invocation can live.
-    fn lock_until(&self) -> DateTime<Utc> {
-        self.at
-    }
-}
-
 /// A conservative copy rate for planning server-side copies against the deadline.
 const COPY_BYTES_PER_SECOND: u64 = 100 * 1024 * 1024;
 
-pub struct Processor {
-    pub(crate) config: Config,
-    uploads: Arc<dyn UploadStore>,
-    objects: Arc<dyn IngestObjects>,
-    instances: Arc<dyn InstanceIndex>,
-    idempotency: Arc<dyn Idempotency>,
-    events: Arc<dyn EventPublisher>,
-    scanners: Arc<dyn ScannerSource>,
+/// What the processor reads and writes through: the AWS adapters in Lambda, any of them wrapped
+/// in a test to fail a call at a chosen point.
+#[derive(Clone)]
+pub struct Ports {
+    pub uploads: Arc<dyn UploadStore>,
+    pub objects: Arc<dyn IngestObjects>,
+    pub instances: Arc<dyn InstanceIndex>,
+    pub idempotency: Arc<dyn Idempotency>,
+    pub events: Arc<dyn EventPublisher>,
+    pub scanners: Arc<dyn ScannerSource>,
+    pub visibility: Arc<dyn MessageVisibility>,
 }
 
-/// Where processing leaves an object and why.
-enum Decision {
-    Accept,
-    Quarantine(String),
-}
-
-impl Processor {
-    pub fn new(config: Config, clients: &AwsClients) -> Self {
+impl Ports {
+    /// The AWS adapters, as the template configures them.
+    pub fn aws(config: &Config, clients: &AwsClients) -> Self {
         let scanners: Arc<dyn ScannerSource> = match &config.scanner {
             ScannerChoice::Builtin => Arc::new(S3Signatures::new(
                 clients.s3.clone(),
@@ -135,8 +84,27 @@ impl Processor {
                 &config.imaging_events_queue_url,
             )),
             scanners,
-            config,
+            visibility: Arc::new(SqsVisibility::new(
+                clients.sqs.clone(),
+                &config.ingest_queue_url,
+            )),
         }
+    }
+}
+
+pub struct Processor {
+    pub(crate) config: Config,
+    pub(crate) ports: Ports,
+}
+
+impl Processor {
+    pub fn new(config: Config, clients: &AwsClients) -> Self {
+        let ports = Ports::aws(&config, clients);
+        Self::with_ports(config, ports)
+    }
+
+    pub fn with_ports(config: Config, ports: Ports) -> Self {
+        Self { config, ports }
     }
 
     pub(crate) async fn message(&self, body: &str, deadline: &Deadline) -> Result<(), Retry> {
@@ -154,50 +122,85 @@ impl Processor {
         }
     }
 
-    /// Claims one object version, processes it, and records the claim's outcome.
+    /// Claims the object's upload, processes this version within the message's deadline, and
+    /// records the claim's outcome.
     pub(crate) async fn object(
         &self,
         created: &ObjectCreated,
         deadline: &Deadline,
     ) -> Result<(), Retry> {
-        if created.bucket != self.objects.bucket()
+        if created.bucket != self.ports.objects.bucket()
             || !created.key.starts_with(&self.config.incoming_prefix)
         {
             tracing::warn!("object outside the upload area skipped");
             return Ok(());
         }
-        let key = created.idempotency_key();
-        match self.idempotency.claim(&key, deadline.lock_until()).await? {
+        let resolved;
+        let created = match (&created.version_id, &created.etag) {
+            (None, Some(etag)) => {
+                resolved = ObjectCreated {
+                    version_id: self
+                        .ports
+                        .objects
+                        .version_with_etag(&created.key, etag)
+                        .await?,
+                    ..created.clone()
+                };
+                &resolved
+            }
+            _ => created,
+        };
+        let lease = match self
+            .ports
+            .idempotency
+            .claim(
+                &created.claim_key(),
+                created.version(),
+                deadline.lock_until(),
+            )
+            .await?
+        {
             Claim::Completed(_) => {
                 tracing::info!("already processed: duplicate delivery skipped");
                 return Ok(());
             }
-            Claim::InProgress => return Err(Retry::Busy),
-            Claim::Acquired => {}
-        }
-        let started = std::time::Instant::now();
-        let processed = self.process(created, deadline).await;
-        let outcome = match &processed {
-            Ok(result) if result.starts_with("stray") => "STRAY",
-            Ok(result) if result == "republished" => "REPUBLISHED",
-            Ok(result) if result == UploadStatus::Quarantined.as_str() => "QUARANTINED",
-            Ok(_) => "PROCESSED",
-            Err(Retry::Busy) => "BUSY",
-            Err(Retry::Deadline) => "DEADLINE",
-            Err(_) => "RETRY",
+            Claim::InProgress { until } => {
+                let busy = Retry::Busy { until };
+                metrics::refused(&busy);
+                return Err(busy);
+            }
+            Claim::Acquired(lease) => lease,
         };
-        Metrics::new("process-dicom")
-            .dimension("Outcome", outcome)
-            .count("Objects", 1)
-            .millis("ProcessingTime", started.elapsed())
-            .emit();
+        let started = std::time::Instant::now();
+        // Whatever stalls (a body, a call), only this message fails, before its deadline.
+        let processed =
+            match tokio::time::timeout(deadline.remaining(), self.process(created, deadline)).await
+            {
+                Ok(processed) => processed,
+                Err(_) => Err(Retry::Deadline),
+            };
+        metrics::object(&processed, started.elapsed());
         match processed {
-            Ok(result) => {
-                self.idempotency.complete(&key, &result).await?;
+            Ok(outcome) if outcome.completes() => {
+                self.ports
+                    .idempotency
+                    .complete(&lease, &outcome.result())
+                    .await?;
+                Ok(())
+            }
+            Ok(outcome) => {
+                if let Err(e) = self
+                    .ports
+                    .idempotency
+                    .release(&lease, &outcome.result())
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not release the claim; it expires with the deadline");
+                }
                 Ok(())
             }
             Err(e) => {
-                if let Err(release) = self.idempotency.release(&key).await {
+                if let Err(release) = self.ports.idempotency.release(&lease, &e.to_string()).await {
                     tracing::warn!(error = %release, "could not release the claim; it expires with the deadline");
                 }
                 Err(e)
@@ -205,86 +208,99 @@ impl Processor {
         }
     }
 
-    async fn process(&self, created: &ObjectCreated, deadline: &Deadline) -> Result<String, Retry> {
-        let relative = &created.key[self.config.incoming_prefix.len()..];
-        let upload_id = relative
-            .rsplit('/')
-            .next()
-            .and_then(|name| name.strip_suffix(".dcm"))
-            .and_then(|id| UploadId::parse(id).ok());
-        let upload = match &upload_id {
-            Some(id) => self
-                .uploads
-                .get(id)
-                .await?
-                .filter(|u| u.key.as_str() == created.key),
-            None => None,
+    /// The upload the object belongs to, if its key is that upload's.
+    async fn upload_of(&self, created: &ObjectCreated) -> Result<Option<Upload>, Retry> {
+        let Some(id) = created.upload_id(&self.config.incoming_prefix) else {
+            return Ok(None);
         };
-        let Some(mut upload) = upload else {
-            return self
-                .quarantine_stray(created, relative, "no_upload_record")
-                .await;
-        };
-        let span = tracing::Span::current();
-        span.record("upload", tracing::field::display(&upload.id));
-        span.record("correlation_id", upload.correlation_id.as_str());
+        Ok(self
+            .ports
+            .uploads
+            .get(&id)
+            .await?
+            .filter(|u| u.key.as_str() == created.key))
+    }
 
-        // A concurrent read may record RECEIVED between our read and our write: look again.
-        let mut attempts = 0;
-        while matches!(
-            upload.status,
-            UploadStatus::AwaitingUpload | UploadStatus::Received
-        ) && attempts < 3
-        {
-            attempts += 1;
-            match self
-                .transition(&upload, UploadStatus::Processing, "processing started")
-                .await
-            {
-                Ok(()) => {
-                    upload.status = UploadStatus::Processing;
-                    self.publish(&upload, "upload.processing", None).await?;
+    async fn process(
+        &self,
+        created: &ObjectCreated,
+        deadline: &Deadline,
+    ) -> Result<Outcome, Retry> {
+        let relative = &created.key[self.config.incoming_prefix.len()..];
+        let mut scanner: Option<Arc<dyn Scanner>> = None;
+        // A concurrent write (a read recording RECEIVED) may move the record between our read and
+        // our write: look again, a few times.
+        let mut upload = None;
+        for _ in 0..4 {
+            let Some(found) = self.upload_of(created).await? else {
+                return self
+                    .quarantine_stray(created, relative, StrayReason::NoUploadRecord)
+                    .await;
+            };
+            let span = tracing::Span::current();
+            span.record("upload", tracing::field::display(&found.id));
+            span.record("correlation_id", found.correlation_id.as_str());
+            match found.status {
+                UploadStatus::Processing => {
+                    upload = Some(found);
+                    break;
                 }
-                Err(Retry::Busy) => {
-                    upload = self.uploads.get(&upload.id).await?.ok_or(Retry::Busy)?;
+                UploadStatus::AwaitingUpload | UploadStatus::Received => {
+                    // The scanner before the transition: without one nothing starts, and the
+                    // upload is not left in PROCESSING.
+                    if scanner.is_none() {
+                        scanner = Some(self.scanner().await?);
+                    }
+                    if self
+                        .transition(&found, UploadStatus::Processing, "processing started")
+                        .await?
+                    {
+                        let mut started = found;
+                        started.status = UploadStatus::Processing;
+                        self.publish(&started, EventKind::Processing, None).await?;
+                        upload = Some(started);
+                        break;
+                    }
                 }
-                Err(e) => return Err(e),
+                UploadStatus::Aborted => {
+                    return self
+                        .quarantine_stray(created, relative, StrayReason::UploadAborted)
+                        .await;
+                }
+                UploadStatus::Failed => {
+                    tracing::warn!("the upload ended FAILED: the object is left for an operator");
+                    return Ok(Outcome::LeftFailed);
+                }
+                UploadStatus::Processed | UploadStatus::Quarantined => {
+                    return self.already_concluded(&found, created, relative).await;
+                }
             }
         }
-        match upload.status {
-            UploadStatus::AwaitingUpload | UploadStatus::Received => return Err(Retry::Busy),
-            UploadStatus::Processing => {}
-            UploadStatus::Aborted => {
-                return self
-                    .quarantine_stray(created, relative, "upload_aborted")
-                    .await;
-            }
-            UploadStatus::Processed | UploadStatus::Quarantined | UploadStatus::Failed => {
-                let same = upload
-                    .processing
-                    .as_ref()
-                    .is_some_and(|p| p.source_version == created.version_id);
-                if same {
-                    // Finished before the claim was completed: publish again, idempotently.
-                    self.publish_outcome(&upload).await?;
-                    return Ok("republished".into());
-                }
-                return self
-                    .quarantine_stray(created, relative, "second_object_version")
-                    .await;
-            }
-        }
+        let Some(upload) = upload else {
+            return Err(Retry::Busy { until: None });
+        };
+        let scanner = match scanner {
+            Some(s) => s,
+            None => self.scanner().await?,
+        };
 
         let Some(mut object) = self
+            .ports
             .objects
             .open(&created.key, created.version_id.as_deref())
             .await?
         else {
             return Err(Retry::Dependency("the object version is gone".into()));
         };
-        let scanner = self.scanners.scanner().await?;
         let mut inspector = Inspector::start(scanner.as_ref(), object.size).await?;
-        while let Some(chunk) = object.body.next_chunk().await? {
+        loop {
+            let wait = self.config.read_timeout.min(deadline.remaining());
+            let chunk = match tokio::time::timeout(wait, object.body.next_chunk()).await {
+                Ok(chunk) => chunk?,
+                Err(_) if deadline.too_close() => return Err(Retry::Deadline),
+                Err(_) => return Err(Retry::Stalled),
+            };
+            let Some(chunk) = chunk else { break };
             inspector.update(chunk).await?;
             if deadline.too_close() {
                 return Err(Retry::Deadline);
@@ -307,6 +323,57 @@ impl Processor {
         .await
     }
 
+    /// The scanner, or a clear failure: logged, counted (`SCANNER_UNAVAILABLE`, alarmed on).
+    async fn scanner(&self) -> Result<Arc<dyn Scanner>, Retry> {
+        self.ports.scanners.scanner().await.map_err(|e| {
+            tracing::error!(error = %e, "no scanner: processing not started");
+            Retry::ScannerUnavailable(e.to_string())
+        })
+    }
+
+    /// The record is PROCESSED or QUARANTINED. The same version: an earlier delivery concluded it
+    /// and stopped before the end; finish its clean-up and publish again (idempotently). Another
+    /// version: a stray.
+    async fn already_concluded(
+        &self,
+        upload: &Upload,
+        created: &ObjectCreated,
+        relative: &str,
+    ) -> Result<Outcome, Retry> {
+        let same = upload
+            .processing
+            .as_ref()
+            .is_some_and(|p| p.source_version == created.version_id);
+        if !same {
+            return self
+                .quarantine_stray(created, relative, StrayReason::SecondObjectVersion)
+                .await;
+        }
+        self.retire_incoming(upload.status, created).await?;
+        self.publish_outcome(upload).await?;
+        Ok(Outcome::Republished)
+    }
+
+    /// Takes the object out of `incoming/` once its outcome is recorded: an accepted one behind a
+    /// delete marker (its version kept 30 days beside the accepted copy); a quarantined one for
+    /// good, version and all, so nothing of it stays readable outside `quarantine/`.
+    async fn retire_incoming(
+        &self,
+        status: UploadStatus,
+        created: &ObjectCreated,
+    ) -> Result<(), Retry> {
+        match (status, created.version_id.as_deref()) {
+            (UploadStatus::Quarantined, Some(version)) => {
+                self.ports
+                    .objects
+                    .delete_version(&created.key, version)
+                    .await?
+            }
+            _ => self.ports.objects.remove(&created.key).await?,
+        }
+        Ok(())
+    }
+
     async fn conclude(
         &self,
         upload: &Upload,
@@ -315,42 +382,32 @@ impl Processor {
         version: Option<&str>,
         inspection: Inspection,
         decision: Decision,
-    ) -> Result<String, Retry> {
-        let (to, status, reason, tags): (
-            String,
-            UploadStatus,
-            Option<String>,
-            Vec<(&str, String)>,
-        ) = match &decision {
+    ) -> Result<Outcome, Retry> {
+        let (to, status, reason, tags) = match &decision {
             Decision::Accept => (
                 format!("{}{relative}", self.config.accepted_prefix),
                 UploadStatus::Processed,
                 None,
-                vec![
-                    ("clinflow-scan", "clean".into()),
-                    ("clinflow-upload", upload.id.to_string()),
-                ],
+                tags::accepted(upload.id.as_str()),
             ),
             Decision::Quarantine(reason) => (
                 format!("{}{relative}", self.config.quarantine_prefix),
                 UploadStatus::Quarantined,
                 Some(reason.clone()),
-                vec![
-                    ("clinflow-scan", scan_tag(&inspection.verdict).into()),
-                    ("clinflow-reason", tag_value(reason)),
-                    ("clinflow-upload", upload.id.to_string()),
-                ],
+                tags::quarantined(&inspection.verdict, reason, upload.id.as_str()),
             ),
         };
         let tag_refs: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        self.objects
+        self.ports
+            .objects
             .copy(&created.key, version, inspection.size, &to, &tag_refs)
             .await?;
 
         let dicom = inspection.dicom.clone().ok();
         let instance = match (&decision, &dicom) {
             (Decision::Accept, Some(h)) => Some(
-                self.instances
+                self.ports
+                    .instances
                     .record(&InstanceRecord {
                         sop_instance_uid: h.sop_instance_uid.clone().unwrap_or_default(),
                         sha256: hex::encode(inspection.sha256),
@@ -370,7 +427,7 @@ impl Processor {
             ),
             _ => None,
         };
-        if let Some(shared::store::InstanceOutcome::NewVersion) = instance {
+        if let Some(InstanceOutcome::NewVersion) = instance {
             tracing::warn!("same SOP Instance UID with another digest: kept as a new version");
         }
         let result = ProcessingResult {
@@ -387,58 +444,131 @@ impl Processor {
             instance: instance.map(|i| i.as_str().to_owned()),
             processed_at: Utc::now(),
         };
-        let audit = self.audit(
-            upload,
-            UploadStatus::Processing,
-            status,
-            reason.as_deref().unwrap_or("processed"),
-        );
-        self.uploads
-            .finish_processing(&upload.id, status, reason.as_deref(), &result, &audit)
-            .await?;
-        self.objects.remove(&created.key).await?;
+        if let Some(resolved) = self
+            .finish(upload, created, status, reason.as_deref(), &result)
+            .await?
+        {
+            return Ok(resolved);
+        }
+        self.retire_incoming(status, created).await?;
         tracing::info!(outcome = %status, reason = reason.as_deref().unwrap_or(""), size_bytes = inspection.size, "upload processed");
-        Metrics::new("process-dicom")
-            .dimension("Outcome", status.as_str())
-            .value("ObjectBytes", Unit::Bytes, inspection.size as f64)
-            .emit();
+        let outcome = match status {
+            UploadStatus::Quarantined => Outcome::Quarantined,
+            _ => Outcome::Processed,
+        };
+        metrics::concluded(outcome, inspection.size);
 
         let mut done = upload.clone();
         done.status = status;
         done.status_reason = reason;
         done.processing = Some(result);
         self.publish_outcome(&done).await?;
-        Ok(status.as_str().to_owned())
+        Ok(outcome)
     }
 
-    /// An object that belongs to no open upload: moved out of the upload area, tagged with why.
+    /// Records the outcome: PROCESSING → `status`. A refused write is re-read and resolved at
+    /// once, never left to the queue's visibility timeout: `None` when this delivery recorded
+    /// it, or the outcome of what the record says instead.
+    async fn finish(
+        &self,
+        upload: &Upload,
+        created: &ObjectCreated,
+        status: UploadStatus,
+        reason: Option<&str>,
+        result: &ProcessingResult,
+    ) -> Result<Option<Outcome>, Retry> {
+        for _ in 0..3 {
+            let audit = self.audit(
+                upload,
+                UploadStatus::Processing,
+                status,
+                reason.unwrap_or("processed"),
+            );
+            match self
+                .ports
+                .uploads
+                .finish_processing(&upload.id, status, reason, result, &audit)
+                .await
+            {
+                Ok(()) => return Ok(None),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let Some(now) = self.upload_of(created).await? else {
+                return Err(Retry::Dependency("the upload record is gone".into()));
+            };
+            tracing::warn!(status = %now.status, "outcome refused: the record moved; resolving");
+            match now.status {
+                // Not ours to move (real DynamoDB never lets it regress; an emulator might):
+                // back to PROCESSING, then record the outcome.
+                UploadStatus::AwaitingUpload | UploadStatus::Received => {
+                    self.transition(&now, UploadStatus::Processing, "processing resumed")
+                        .await?;
+                }
+                UploadStatus::Processing => {}
+                UploadStatus::Processed | UploadStatus::Quarantined => {
+                    let relative = &created.key[self.config.incoming_prefix.len()..];
+                    return self
+                        .already_concluded(&now, created, relative)
+                        .await
+                        .map(Some);
+                }
+                UploadStatus::Failed => {
+                    tracing::warn!("the upload was ended FAILED meanwhile: outcome not recorded");
+                    return Ok(Some(Outcome::LeftFailed));
+                }
+                UploadStatus::Aborted => {
+                    return Err(Retry::Dependency("an aborted upload was processed".into()));
+                }
+            }
+        }
+        Err(Retry::Busy { until: None })
+    }
+
+    /// An object that belongs to no open upload: copied out of the upload area, tagged with why,
+    /// and its version deleted from `incoming/` (it was never scanned).
     async fn quarantine_stray(
         &self,
         created: &ObjectCreated,
         relative: &str,
-        reason: &str,
-    ) -> Result<String, Retry> {
+        reason: StrayReason,
+    ) -> Result<Outcome, Retry> {
         let to = format!("{}stray/{relative}", self.config.quarantine_prefix);
         let suffix = created
             .version_id
             .as_deref()
-            .map(|v| format!(".{}", tag_value(v)))
+            .map(|v| format!(".{}", tags::tag_value(v)))
             .unwrap_or_default();
         let to = format!("{to}{suffix}");
-        self.objects
+        let stray_tags = tags::stray(reason.as_str());
+        let tag_refs: Vec<(&str, &str)> =
+            stray_tags.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.ports
+            .objects
             .copy(
                 &created.key,
                 created.version_id.as_deref(),
                 created.size,
                 &to,
-                &[("clinflow-scan", "unscanned"), ("clinflow-reason", reason)],
+                &tag_refs,
             )
             .await?;
-        if reason != "second_object_version" {
-            self.objects.remove(&created.key).await?;
+        match created.version_id.as_deref() {
+            Some(version) => {
+                self.ports
+                    .objects
+                    .delete_version(&created.key, version)
+                    .await?
+            }
+            // Unversioned: removing the key would remove what another upload may have put there.
+            None if reason == StrayReason::SecondObjectVersion => {}
+            None => self.ports.objects.remove(&created.key).await?,
         }
-        tracing::warn!(reason, "object quarantined without changing any upload");
-        Ok(format!("stray: {reason}"))
+        tracing::warn!(
+            reason = reason.as_str(),
+            "object quarantined without changing any upload"
+        );
+        Ok(Outcome::Stray(reason))
     }
 
     fn audit(
@@ -460,140 +590,46 @@ impl Processor {
         }
     }
 
+    /// Moves the record; `false` when someone moved it first (look again).
     async fn transition(
         &self,
         upload: &Upload,
         to: UploadStatus,
         reason: &str,
-    ) -> Result<(), Retry> {
+    ) -> Result<bool, Retry> {
         let audit = self.audit(upload, upload.status, to, reason);
         match self
+            .ports
             .uploads
             .transition(&upload.id, upload.status, to, None, &audit)
             .await
         {
-            Ok(()) => Ok(()),
-            // Someone moved it first (a read recorded RECEIVED): retry with a fresh look.
-            Err(StoreError::Conflict(_)) => Err(Retry::Busy),
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
 
     async fn publish_outcome(&self, upload: &Upload) -> Result<(), Retry> {
         let kind = match upload.status {
-            UploadStatus::Processed => "upload.processed",
-            UploadStatus::Quarantined => "upload.quarantined",
-            _ => "upload.failed",
+            UploadStatus::Processed => EventKind::Processed,
+            UploadStatus::Quarantined => EventKind::Quarantined,
+            _ => EventKind::Failed,
         };
         self.publish(upload, kind, upload.processing.as_ref()).await
     }
 
-    /// Publishes an imaging event. Its id is derived from the upload and the kind, so a consumer can
-    /// recognise a redelivery or a re-publication.
     async fn publish(
         &self,
         upload: &Upload,
-        kind: &str,
+        kind: EventKind,
         result: Option<&ProcessingResult>,
     ) -> Result<(), Retry> {
-        let dicom = result.and_then(|r| r.dicom.as_ref());
-        let body = serde_json::json!({
-            "eventId": format!("{}:{kind}", upload.id),
-            "type": kind,
-            "uploadId": upload.id.to_string(),
-            "trialId": upload.trial.to_string(),
-            "siteId": upload.site.to_string(),
-            "subjectId": upload.subject.to_string(),
-            "correlationId": upload.correlation_id,
-            "at": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "reason": upload.status_reason,
-            "instance": result.and_then(|r| r.instance.clone()),
-            "modality": dicom.and_then(|d| d.modality.clone()),
-            "studyInstanceUid": dicom.and_then(|d| d.study_instance_uid.clone()),
-            "seriesInstanceUid": dicom.and_then(|d| d.series_instance_uid.clone()),
-            "sopInstanceUid": dicom.and_then(|d| d.sop_instance_uid.clone()),
-            "studyDate": dicom.and_then(|d| d.study_date.clone()),
-        });
-        self.events
-            .publish(&body.to_string(), &upload.correlation_id)
+        let event = ImagingEvent::of(upload, kind, result);
+        self.ports
+            .events
+            .publish(&event.to_json(), &upload.correlation_id)
             .await?;
         Ok(())
-    }
-}
-
-/// Accept, or quarantine with the first reason that applies: the scanner's, then integrity, then
-/// the DICOM parse.
-fn decide(upload: &Upload, inspection: &Inspection) -> Decision {
-    match &inspection.verdict {
-        Verdict::Infected { signature } => {
-            return Decision::Quarantine(format!("malware: {signature}"))
-        }
-        Verdict::Unscannable { reason } => {
-            return Decision::Quarantine(format!("unscannable: {reason}"))
-        }
-        Verdict::Clean => {}
-    }
-    if inspection.size != upload.size_bytes {
-        return Decision::Quarantine(format!(
-            "size_mismatch: declared {} bytes, received {}",
-            upload.size_bytes, inspection.size
-        ));
-    }
-    if inspection.sha256 != *upload.sha256.as_bytes() {
-        return Decision::Quarantine("checksum_mismatch".into());
-    }
-    match &inspection.dicom {
-        Err(e) => Decision::Quarantine(e.reason()),
-        Ok(h) => {
-            // An instance is indexed by these (Type 1 in every image IOD): without one it cannot be.
-            let identifiers = [
-                (&h.sop_instance_uid, "SOP Instance UID (0008,0018)"),
-                (&h.study_instance_uid, "Study Instance UID (0020,000D)"),
-                (&h.series_instance_uid, "Series Instance UID (0020,000E)"),
-            ];
-            match identifiers
-                .iter()
-                .find(|(v, _)| v.as_deref().unwrap_or("").is_empty())
-            {
-                Some((_, what)) => Decision::Quarantine(format!("malformed: no {what}")),
-                None => Decision::Accept,
-            }
-        }
-    }
-}
-
-fn scan_tag(v: &Verdict) -> &'static str {
-    match v {
-        Verdict::Clean => "clean",
-        Verdict::Infected { .. } => "infected",
-        Verdict::Unscannable { .. } => "unscannable",
-    }
-}
-
-/// S3 tag values: at most 256 of letters, digits, spaces and `+ - = . _ : / @`.
-fn tag_value(raw: &str) -> String {
-    raw.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || " +-=._:/@".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(256)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tag_value;
-
-    #[test]
-    fn tag_values_are_sanitised() {
-        assert_eq!(
-            tag_value("malformed: (0010,0020) is long"),
-            "malformed: _0010_0020_ is long"
-        );
-        assert_eq!(tag_value(&"x".repeat(300)).len(), 256);
     }
 }

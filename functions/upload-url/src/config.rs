@@ -27,6 +27,8 @@ pub struct Config {
     /// The part size a multipart plan starts from (grown when the object needs more than 10,000 parts).
     pub part_size: u64,
     pub encryption: Encryption,
+    /// The ingest queue (reprocessing sends an object's event to it again); optional.
+    pub ingest_queue_url: Option<String>,
 }
 
 impl Config {
@@ -70,6 +72,7 @@ impl Config {
             max_upload: env.parsed_or("MAX_UPLOAD_BYTES", 10 * 1024 * MIB)?,
             part_size,
             encryption,
+            ingest_queue_url: env.get("INGEST_QUEUE_URL").filter(|u| !u.is_empty()),
         })
     }
 

@@ -10,11 +10,13 @@
 //! | `DELETE /v1/uploads/{uploadId}` | [`status::abort_upload`] |
 //! | `GET /v1/uploads/{uploadId}/parts` | [`multipart::list_parts`] |
 //! | `POST /v1/uploads/{uploadId}/complete` | [`multipart::complete_upload`] |
+//! | `POST /v1/uploads/{uploadId}/reprocess` | [`reprocess::reprocess_upload`] |
 
 mod config;
 mod create;
 mod list;
 mod multipart;
+mod reprocess;
 mod request;
 mod status;
 mod view;
@@ -28,8 +30,9 @@ use shared::domain::UploadId;
 use shared::problem::Problem;
 use shared::store::dynamodb::{DynamoSubjects, DynamoUploads};
 use shared::store::s3::S3Uploads;
+use shared::store::sqs::SqsPublisher;
 use shared::store::upload_listing::DynamoUploadListing;
-use shared::store::{SubjectDirectory, UploadListing, UploadObjects, UploadStore};
+use shared::store::{EventPublisher, SubjectDirectory, UploadListing, UploadObjects, UploadStore};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -41,6 +44,8 @@ pub struct UploadApi {
     pub(crate) objects: Arc<dyn UploadObjects>,
     /// A subject's uploads, newest first.
     pub(crate) listing: Arc<dyn UploadListing>,
+    /// The ingest queue, for reprocessing (none: reprocess answers 503).
+    pub(crate) ingest: Option<Arc<dyn EventPublisher>>,
 }
 
 enum Route {
@@ -50,6 +55,7 @@ enum Route {
     Abort(String),
     Parts(String),
     Complete(String),
+    Reprocess(String),
 }
 
 fn route(method: &Method, path: &str) -> Result<Route, Problem> {
@@ -61,6 +67,7 @@ fn route(method: &Method, path: &str) -> Result<Route, Problem> {
         (&Method::DELETE, ["v1", "uploads", id]) => Route::Abort((*id).to_owned()),
         (&Method::GET, ["v1", "uploads", id, "parts"]) => Route::Parts((*id).to_owned()),
         (&Method::POST, ["v1", "uploads", id, "complete"]) => Route::Complete((*id).to_owned()),
+        (&Method::POST, ["v1", "uploads", id, "reprocess"]) => Route::Reprocess((*id).to_owned()),
         _ => {
             return Err(Problem::not_found("No such route."));
         }
@@ -78,6 +85,7 @@ impl Route {
             Self::Abort(_) => "DELETE /v1/uploads/{uploadId}",
             Self::Parts(_) => "GET /v1/uploads/{uploadId}/parts",
             Self::Complete(_) => "POST /v1/uploads/{uploadId}/complete",
+            Self::Reprocess(_) => "POST /v1/uploads/{uploadId}/reprocess",
         }
     }
 }
@@ -108,6 +116,11 @@ impl UploadApi {
                 clients.dynamodb.clone(),
                 &config.uploads_table,
             )),
+            ingest: config.ingest_queue_url.as_ref().map(|url| {
+                // Delayed, so the record's move back to RECEIVED lands before the processor looks.
+                Arc::new(SqsPublisher::new(clients.sqs.clone(), url).delayed(5))
+                    as Arc<dyn EventPublisher>
+            }),
             config,
         }
     }
@@ -126,6 +139,7 @@ impl UploadApi {
             uploads,
             objects,
             listing: Arc::new(NoListing),
+            ingest: None,
         }
     }
 
@@ -198,6 +212,9 @@ impl UploadApi {
             Route::Parts(id) => multipart::list_parts(self, &caller, &parse_id(&id)?).await,
             Route::Complete(id) => {
                 multipart::complete_upload(self, meta, &caller, &parse_id(&id)?, request).await
+            }
+            Route::Reprocess(id) => {
+                reprocess::reprocess_upload(self, meta, &caller, &parse_id(&id)?).await
             }
         }
     }

@@ -1,10 +1,8 @@
 //! DynamoDB adapters: subjects (read), uploads (conditional writes with their audit entry in the
-//! same transaction), audit trail.
+//! same transaction), audit trail; and the attribute helpers the other DynamoDB adapters
+//! ([`super::instances`], [`super::idempotency`], [`super::summary`]) share.
 
-use super::{
-    sdk_failure, AuditEntry, Claim, Idempotency, InstanceIndex, InstanceOutcome, InstanceRecord,
-    StoreError, Subject, SubjectDirectory, UploadStore,
-};
+use super::{sdk_failure, AuditEntry, StoreError, Subject, SubjectDirectory, UploadStore};
 use crate::domain::{
     ObjectKey, Sha256Digest, SiteId, SubjectId, TrialId, Upload, UploadId, UploadMode, UploadStatus,
 };
@@ -14,17 +12,17 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::HashMap;
 
-type Item = HashMap<String, AttributeValue>;
+pub(super) type Item = HashMap<String, AttributeValue>;
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(super) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-pub(crate) fn time(t: &DateTime<Utc>) -> AttributeValue {
+pub(super) fn time(t: &DateTime<Utc>) -> AttributeValue {
     s(t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
@@ -35,7 +33,7 @@ fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} missing or not a string")))
 }
 
-fn get_opt_s(item: &Item, name: &str) -> Option<String> {
+pub(super) fn get_opt_s(item: &Item, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
@@ -420,201 +418,6 @@ impl UploadStore for DynamoUploads {
             ],
         )
         .await
-    }
-}
-
-/// The instance index: `sopInstanceUid` + `sha256` as key, so the same instance and digest is one
-/// item whatever the deliveries; a GSI by study (`studyInstanceUid`, `seriesKey`) lists a study's
-/// series and instances.
-#[derive(Clone, Debug)]
-pub struct DynamoInstances {
-    client: Client,
-    table: String,
-}
-
-impl DynamoInstances {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-}
-
-#[async_trait]
-impl InstanceIndex for DynamoInstances {
-    #[tracing::instrument(name = "instances.record", skip_all)]
-    async fn record(&self, r: &InstanceRecord) -> Result<InstanceOutcome, StoreError> {
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("sopInstanceUid", s(&r.sop_instance_uid))
-            .item("sha256", s(&r.sha256))
-            .item("studyInstanceUid", s(&r.study_instance_uid))
-            .item(
-                "seriesKey",
-                s(format!(
-                    "{}#{}#{}",
-                    r.series_instance_uid, r.sop_instance_uid, r.sha256
-                )),
-            )
-            .item("seriesInstanceUid", s(&r.series_instance_uid))
-            .item("modality", s(&r.modality))
-            .item("trialId", s(&r.trial))
-            .item("siteId", s(&r.site))
-            .item("subjectId", s(&r.subject))
-            .item("uploadId", s(&r.upload_id))
-            .item("objectKey", s(&r.object_key))
-            .item("sizeBytes", n(r.size_bytes))
-            .item("recordedAt", time(&r.recorded_at))
-            .condition_expression("attribute_not_exists(sopInstanceUid)");
-        if let Some(date) = &r.study_date {
-            put = put.item("studyDate", s(date));
-        }
-        match put.send().await {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                return Ok(InstanceOutcome::Duplicate);
-            }
-            Err(e) => return Err(sdk_failure("PutItem instances", e)),
-        }
-        let versions = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("sopInstanceUid = :u")
-            .expression_attribute_values(":u", s(&r.sop_instance_uid))
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_failure("Query instances", e))?
-            .count;
-        Ok(if versions > 1 {
-            InstanceOutcome::NewVersion
-        } else {
-            InstanceOutcome::New
-        })
-    }
-}
-
-/// Idempotency records: `id` → `status` (IN_PROGRESS | COMPLETED), `lockUntil` (epoch ms),
-/// `result`, and `expiresAt` (epoch s, the table's TTL attribute).
-#[derive(Clone, Debug)]
-pub struct DynamoIdempotency {
-    client: Client,
-    table: String,
-    /// How long a COMPLETED record is kept (its TTL).
-    keep: chrono::Duration,
-}
-
-impl DynamoIdempotency {
-    pub fn new(client: Client, table: impl Into<String>, keep: chrono::Duration) -> Self {
-        Self {
-            client,
-            table: table.into(),
-            keep,
-        }
-    }
-}
-
-const IN_PROGRESS: &str = "IN_PROGRESS";
-const COMPLETED: &str = "COMPLETED";
-
-#[async_trait]
-impl Idempotency for DynamoIdempotency {
-    async fn claim(&self, key: &str, lock_until: DateTime<Utc>) -> Result<Claim, StoreError> {
-        let now = Utc::now();
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("id", s(key))
-            .item("status", s(IN_PROGRESS))
-            .item("lockUntil", n(lock_until.timestamp_millis()))
-            .item("expiresAt", n((now + self.keep).timestamp()))
-            .condition_expression(
-                "attribute_not_exists(id) OR (#s = :in_progress AND lockUntil < :now)",
-            )
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-            .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .send()
-            .await;
-        match put {
-            Ok(_) => return Ok(Claim::Acquired),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
-            Err(e) => return Err(sdk_failure("PutItem idempotency", e)),
-        }
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_failure("GetItem idempotency", e))?
-            .item
-            .unwrap_or_default();
-        Ok(match get_opt_s(&item, "status").as_deref() {
-            Some(COMPLETED) => Claim::Completed(get_opt_s(&item, "result").unwrap_or_default()),
-            // Released between our write and our read: someone else will take it, or we will on retry.
-            _ => Claim::InProgress,
-        })
-    }
-
-    async fn complete(&self, key: &str, result: &str) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("id", s(key))
-            .update_expression("SET #s = :done, #r = :result, expiresAt = :exp REMOVE lockUntil")
-            .condition_expression("#s = :in_progress")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_names("#r", "result")
-            .expression_attribute_values(":done", s(COMPLETED))
-            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-            .expression_attribute_values(":result", s(result))
-            .expression_attribute_values(":exp", n((Utc::now() + self.keep).timestamp()))
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(s) if s.is_conditional_check_failed_exception() => {
-                    StoreError::Conflict("idempotency complete".into())
-                }
-                _ => sdk_failure("UpdateItem idempotency", e),
-            })?;
-        Ok(())
-    }
-
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        match self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("id", s(key))
-            .condition_expression("#s = :in_progress")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_failure("DeleteItem idempotency", e)),
-        }
     }
 }
 

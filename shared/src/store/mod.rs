@@ -2,7 +2,9 @@
 //! ([`dynamodb`], [`s3`]). Integration tests run the adapters against the emulator.
 
 pub mod dynamodb;
+pub mod idempotency;
 pub mod instance_listing;
+pub mod instances;
 pub mod s3;
 pub mod sqs;
 pub mod summary;
@@ -168,8 +170,14 @@ pub trait IngestObjects: Send + Sync {
         to: &str,
         tags: &[(&str, &str)],
     ) -> Result<(), StoreError>;
+    /// The version of the key whose ETag is `etag` (the latest, if several): for events that do
+    /// not name their version (emulators omit `versionId`; S3 always sends it for a versioned bucket).
+    async fn version_with_etag(&self, key: &str, etag: &str) -> Result<Option<String>, StoreError>;
     /// Removes the key from the normal path (a delete marker: the version itself is kept).
     async fn remove(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes one version of the key for good (what was quarantined leaves no readable copy
+    /// outside the quarantine area, not even a noncurrent version). Already gone is success.
+    async fn delete_version(&self, key: &str, version: &str) -> Result<(), StoreError>;
 }
 
 /// One DICOM instance, as the index records it.
@@ -212,28 +220,65 @@ impl InstanceOutcome {
 
 #[async_trait]
 pub trait InstanceIndex: Send + Sync {
+    /// Records the instance. The upload that recorded it before (a retry after a crash) gets
+    /// its own outcome again, never `Duplicate` of itself.
     async fn record(&self, instance: &InstanceRecord) -> Result<InstanceOutcome, StoreError>;
 }
 
-/// What a claim on an idempotency key found.
+/// A lock held on a claim key, for one version of the work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub key: String,
+    pub version: String,
+    /// Names the holder: only it may complete or release the lock.
+    pub token: String,
+}
+
+/// What a claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// This caller holds the lock until the time it gave.
-    Acquired,
-    /// Done before; the stored result.
+    Acquired(Lease),
+    /// This version was done before; the stored result.
     Completed(String),
-    /// Someone else holds an unexpired lock.
-    InProgress,
+    /// Someone else holds an unexpired lock on the key (for this or another version) until then.
+    InProgress { until: Option<DateTime<Utc>> },
 }
 
 /// At-least-once delivery made exactly-once in effect, as AWS Lambda Powertools' idempotency
-/// utility does it: a conditional IN_PROGRESS record whose lock expires with the Lambda deadline.
+/// utility does it, with one lock per key (an upload) and a completion per version of the work:
+/// a conditional lock that expires with the holder's deadline, the results of completed versions,
+/// and the last error of a released lock (what the dead-letter consumer reports).
 #[async_trait]
 pub trait Idempotency: Send + Sync {
-    async fn claim(&self, key: &str, lock_until: DateTime<Utc>) -> Result<Claim, StoreError>;
-    async fn complete(&self, key: &str, result: &str) -> Result<(), StoreError>;
-    /// Gives the lock back (the work failed or was handed back to the queue).
-    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    async fn claim(
+        &self,
+        key: &str,
+        version: &str,
+        lock_until: DateTime<Utc>,
+    ) -> Result<Claim, StoreError>;
+    /// Records the version's result and frees the lock; `Conflict` if the lease was lost.
+    async fn complete(&self, lease: &Lease, result: &str) -> Result<(), StoreError>;
+    /// Frees the lock without completing the version (it failed, or went back to the queue),
+    /// recording why.
+    async fn release(&self, lease: &Lease, error: &str) -> Result<(), StoreError>;
+    /// Where the key's claim stands: the lock's holder's deadline while one holds it, and why the
+    /// last released lock was released.
+    async fn state(&self, key: &str) -> Result<ClaimState, StoreError>;
+}
+
+/// What [`Idempotency::state`] finds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimState {
+    /// Some holder's lock runs until then (it may be in the past: an expired lock).
+    pub locked_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// The visibility of a message being handled: how long until its queue delivers it again.
+#[async_trait]
+pub trait MessageVisibility: Send + Sync {
+    async fn delay(&self, receipt_handle: &str, seconds: i32) -> Result<(), StoreError>;
 }
 
 /// A queue the next stage reads.

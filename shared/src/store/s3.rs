@@ -431,6 +431,27 @@ impl IngestObjects for S3Ingest {
         Ok(())
     }
 
+    async fn version_with_etag(&self, key: &str, etag: &str) -> Result<Option<String>, StoreError> {
+        let listed = self
+            .client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("ListObjectVersions", e))?;
+        let bare = |t: &str| t.trim_matches('"').to_owned();
+        Ok(listed
+            .versions()
+            .iter()
+            .filter(|v| v.key() == Some(key))
+            .filter(|v| v.e_tag().map(bare) == Some(bare(etag)))
+            .max_by_key(|v| v.last_modified().map(|t| (t.secs(), t.subsec_nanos())))
+            .and_then(|v| v.version_id())
+            .filter(|v| *v != "null")
+            .map(str::to_owned))
+    }
+
     async fn remove(&self, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_object()
@@ -439,6 +460,19 @@ impl IngestObjects for S3Ingest {
             .send()
             .await
             .map_err(|e| sdk_failure("DeleteObject", e))?;
+        Ok(())
+    }
+
+    async fn delete_version(&self, key: &str, version: &str) -> Result<(), StoreError> {
+        // Deleting a version that is already gone succeeds (S3 answers 204).
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(version)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("DeleteObject (version)", e))?;
         Ok(())
     }
 }

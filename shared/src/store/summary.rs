@@ -1,29 +1,14 @@
 //! The per-subject imaging summary the subject report reads: studies and series (sets of UIDs),
-//! instances per modality, last study date, uploads pending and quarantined. Kept from the
-//! imaging-events queue; every event applies once, whatever its deliveries or their order, through a
-//! marker item per upload written in the same transaction as the counters.
+//! instances per modality, study dates (the last one is their maximum), uploads pending,
+//! quarantined and failed. Kept from the imaging-events queue; every event applies once, whatever
+//! its deliveries or their order, through a marker item per upload written in the same transaction
+//! as the counters — one write per event, so no part of an event can be applied without the rest.
 
 use super::{sdk_failure, StoreError};
+pub use crate::events::{EventKind, ImagingEvent};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
-
-/// An outcome from the imaging-events queue, as the summary needs it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImagingEvent {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub upload_id: String,
-    pub subject_id: String,
-    pub trial_id: String,
-    pub site_id: String,
-    pub instance: Option<String>,
-    pub modality: Option<String>,
-    pub study_instance_uid: Option<String>,
-    pub series_instance_uid: Option<String>,
-    pub study_date: Option<String>,
-}
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +27,15 @@ pub struct DynamoImagingSummary {
 }
 
 const SUMMARY: &str = "SUMMARY";
+const PROCESSING: &str = "PROCESSING";
+const FAILED: &str = "FAILED";
+
+/// The event's study date when it is a DICOM DA (YYYYMMDD, which compares as text).
+fn study_date(e: &ImagingEvent) -> Option<&str> {
+    e.study_date
+        .as_deref()
+        .filter(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()))
+}
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -79,11 +73,15 @@ impl DynamoImagingSummary {
         ])
     }
 
+    /// The counters an event changes: `pending` by `pending`, and with `outcome` the event's own
+    /// counts (instances, studies, series and study dates for an accepted instance; quarantined or
+    /// failed), less one `failed` when the outcome follows a failure (a reprocessed upload).
     fn summary_update(
         &self,
         e: &ImagingEvent,
         pending: i64,
         outcome: bool,
+        after_failure: bool,
     ) -> Result<TransactWriteItem, StoreError> {
         let mut adds = Vec::new();
         let mut update = Update::builder()
@@ -96,18 +94,23 @@ impl DynamoImagingSummary {
             adds.push("#pending :pending".to_owned());
             update = update.expression_attribute_values(":pending", n(pending));
         }
-        if outcome && e.kind == "upload.quarantined" {
-            adds.push("#quarantined :one".to_owned());
-            update = update.expression_attribute_values(":one", n(1));
+        if after_failure {
+            adds.push("#failed :minus_one".to_owned());
+            update = update.expression_attribute_values(":minus_one", n(-1));
         }
-        if outcome && e.kind == "upload.processed" && e.instance.as_deref() != Some("duplicate") {
+        let counts = |kind| outcome && e.kind == kind;
+        if counts(EventKind::Quarantined) {
+            adds.push("#quarantined :one".to_owned());
+        }
+        if counts(EventKind::Failed) {
+            adds.push("#failed :one".to_owned());
+        }
+        if counts(EventKind::Processed) && e.instance.as_deref() != Some("duplicate") {
             adds.push("#instances :one, #modality :one".to_owned());
-            update = update
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_names(
-                    "#modality",
-                    modality_attribute(e.modality.as_deref().unwrap_or("OT")),
-                );
+            update = update.expression_attribute_names(
+                "#modality",
+                modality_attribute(e.modality.as_deref().unwrap_or("OT")),
+            );
             if let Some(study) = &e.study_instance_uid {
                 adds.push("#studies :study".to_owned());
                 update = update
@@ -121,12 +124,24 @@ impl DynamoImagingSummary {
                 );
             }
         }
+        // The study date goes into a set in this same write: adding to a set is idempotent and
+        // the last study date is the set's maximum, so it cannot be lost between two writes.
+        if let Some(date) = study_date(e).filter(|_| counts(EventKind::Processed)) {
+            adds.push("#dates :date".to_owned());
+            update =
+                update.expression_attribute_values(":date", AttributeValue::Ss(vec![date.into()]));
+        }
+        if adds.iter().any(|a| a.contains(":one")) {
+            update = update.expression_attribute_values(":one", n(1));
+        }
         for (placeholder, name) in [
             ("#pending", "pending"),
             ("#quarantined", "quarantined"),
+            ("#failed", "failed"),
             ("#instances", "instances"),
             ("#studies", "studies"),
             ("#series", "series"),
+            ("#dates", "studyDates"),
         ] {
             if adds.iter().any(|a| a.contains(placeholder)) {
                 update = update.expression_attribute_names(placeholder, name);
@@ -148,110 +163,93 @@ impl DynamoImagingSummary {
         super::dynamodb::transact(&self.client, "TransactWriteItems imaging summary", items).await
     }
 
-    pub async fn apply(&self, e: &ImagingEvent) -> Result<Applied, StoreError> {
-        let final_state = match e.kind.as_str() {
-            "upload.processing" => None,
-            "upload.processed" => Some("PROCESSED"),
-            "upload.quarantined" => Some("QUARANTINED"),
-            _ => return Ok(Applied::Ignored),
-        };
-        let Some(state) = final_state else {
-            // Processing started: pending +1, once, and only if no outcome came first.
-            let marker = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(Self::marker_key(e)))
-                .item("state", s("PROCESSING"))
-                .condition_expression("attribute_not_exists(subjectId)")
-                .build()
-                .map_err(|e| StoreError::Failed(e.to_string()))?;
-            let applied = self
-                .transact(vec![
-                    TransactWriteItem::builder().put(marker).build(),
-                    self.summary_update(e, 1, false)?,
-                ])
-                .await?;
-            return Ok(if applied {
-                Applied::Counted
-            } else {
-                Applied::AlreadyApplied
-            });
-        };
-        // The usual order: PROCESSING → final, pending -1.
-        let mut marker = Update::builder()
-            .table_name(&self.table)
-            .update_expression("SET #state = :final")
-            .condition_expression("#state = :processing")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":final", s(state))
-            .expression_attribute_values(":processing", s("PROCESSING"));
-        for (k, v) in Self::marker_key(e) {
-            marker = marker.key(k, v);
-        }
-        let marker = marker
-            .build()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
-        if self
-            .transact(vec![
-                TransactWriteItem::builder().update(marker).build(),
-                self.summary_update(e, -1, true)?,
-            ])
-            .await?
-        {
-            self.record_study_date(e).await?;
-            return Ok(Applied::Counted);
-        }
-        // The outcome arrived first (or alone): count it, without pending.
-        let marker = Put::builder()
+    fn marker_put(&self, e: &ImagingEvent, state: &str) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(Self::marker_key(e)))
             .item("state", s(state))
             .condition_expression("attribute_not_exists(subjectId)")
             .build()
             .map_err(|e| StoreError::Failed(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn marker_move(
+        &self,
+        e: &ImagingEvent,
+        from: &str,
+        to: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut marker = Update::builder()
+            .table_name(&self.table)
+            .update_expression("SET #state = :to")
+            .condition_expression("#state = :from")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", s(to))
+            .expression_attribute_values(":from", s(from));
+        for (k, v) in Self::marker_key(e) {
+            marker = marker.key(k, v);
+        }
+        let marker = marker
+            .build()
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(marker).build())
+    }
+
+    /// Applies one event, once: each branch is one transaction of the upload's marker (its
+    /// condition says which step the summary has seen) and the counters.
+    pub async fn apply(&self, e: &ImagingEvent) -> Result<Applied, StoreError> {
+        let state = match e.kind {
+            EventKind::Processing => {
+                // Processing started: pending +1, once, and only if no outcome came first.
+                let applied = self
+                    .transact(vec![
+                        self.marker_put(e, PROCESSING)?,
+                        self.summary_update(e, 1, false, false)?,
+                    ])
+                    .await?;
+                return Ok(if applied {
+                    Applied::Counted
+                } else {
+                    Applied::AlreadyApplied
+                });
+            }
+            EventKind::Processed => "PROCESSED",
+            EventKind::Quarantined => "QUARANTINED",
+            EventKind::Failed => "FAILED",
+        };
+        // The usual order: PROCESSING → final, pending -1.
         if self
             .transact(vec![
-                TransactWriteItem::builder().put(marker).build(),
-                self.summary_update(e, 0, true)?,
+                self.marker_move(e, PROCESSING, state)?,
+                self.summary_update(e, -1, true, false)?,
             ])
             .await?
         {
-            self.record_study_date(e).await?;
+            return Ok(Applied::Counted);
+        }
+        // The outcome arrived first (or alone): count it, without pending.
+        if self
+            .transact(vec![
+                self.marker_put(e, state)?,
+                self.summary_update(e, 0, true, false)?,
+            ])
+            .await?
+        {
+            return Ok(Applied::Counted);
+        }
+        // A failed upload reprocessed to an outcome: failed -1, the outcome counted.
+        if e.kind != EventKind::Failed
+            && self
+                .transact(vec![
+                    self.marker_move(e, FAILED, state)?,
+                    self.summary_update(e, 0, true, true)?,
+                ])
+                .await?
+        {
             return Ok(Applied::Counted);
         }
         Ok(Applied::AlreadyApplied)
-    }
-
-    /// The latest study date (DICOM DA, YYYYMMDD, compares as text).
-    async fn record_study_date(&self, e: &ImagingEvent) -> Result<(), StoreError> {
-        let Some(date) = e
-            .study_date
-            .as_deref()
-            .filter(|d| d.len() == 8 && e.kind == "upload.processed")
-        else {
-            return Ok(());
-        };
-        match self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("subjectId", s(&e.subject_id))
-            .key("item", s(SUMMARY))
-            .update_expression("SET lastStudyDate = :d")
-            .condition_expression("attribute_not_exists(lastStudyDate) OR lastStudyDate < :d")
-            .expression_attribute_values(":d", s(date))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err)
-                if err
-                    .as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(sdk_failure("UpdateItem last study date", err)),
-        }
     }
 
     /// The summary of one subject, as JSON (the subject report will read it through here).
@@ -280,6 +278,15 @@ impl DynamoImagingSummary {
                     .map(|v| v.len())
                     .unwrap_or(0)
             };
+            // The latest of the recorded study dates (and of the single date older items keep).
+            let last_study_date = item
+                .get("studyDates")
+                .and_then(|v| v.as_ss().ok())
+                .into_iter()
+                .flatten()
+                .chain(item.get("lastStudyDate").and_then(|v| v.as_s().ok()))
+                .max()
+                .cloned();
             let by_modality: serde_json::Map<String, serde_json::Value> = item
                 .iter()
                 .filter_map(|(k, v)| {
@@ -296,9 +303,10 @@ impl DynamoImagingSummary {
                 "series": count("series"),
                 "instances": num("instances"),
                 "instancesByModality": by_modality,
-                "lastStudyDate": item.get("lastStudyDate").and_then(|v| v.as_s().ok()),
+                "lastStudyDate": last_study_date,
                 "pending": num("pending"),
                 "quarantined": num("quarantined"),
+                "failed": num("failed"),
             })
         }))
     }

@@ -1,4 +1,4 @@
-//! S3 notifications inside SQS bodies. Parsed from JSON by hand rather than into
+//! S3 notifications inside SQS bodies (the ingest queue and its dead-letter queue). Parsed from JSON by hand rather than into
 //! `aws_lambda_events::s3::S3Event`: emulators omit fields that type requires, and one odd message
 //! must fail alone, with a reason, never the batch.
 
@@ -16,14 +16,28 @@ pub struct ObjectCreated {
 }
 
 impl ObjectCreated {
+    /// What is claimed while the object is processed: its key, which names one upload, so two
+    /// versions of one upload's key are never processed at the same time.
+    pub fn claim_key(&self) -> String {
+        format!("{}/{}", self.bucket, self.key)
+    }
+
     /// What makes two deliveries the same work: the object version (or, unversioned, its ETag).
-    pub fn idempotency_key(&self) -> String {
-        let version = self
-            .version_id
+    pub fn version(&self) -> &str {
+        self.version_id
             .as_deref()
             .or(self.etag.as_deref())
-            .unwrap_or("unversioned");
-        format!("{}/{}#{}", self.bucket, self.key, version)
+            .unwrap_or("unversioned")
+    }
+
+    /// The upload a key under `prefix` names (`<prefix><trial>/<site>/<subject>/<uploadId>.dcm`).
+    pub fn upload_id(&self, prefix: &str) -> Option<crate::domain::UploadId> {
+        self.key
+            .strip_prefix(prefix)?
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.strip_suffix(".dcm"))
+            .and_then(|id| crate::domain::UploadId::parse(id).ok())
     }
 }
 
@@ -133,7 +147,16 @@ mod tests {
         };
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].key, "incoming/x.dcm");
-        assert_eq!(c[0].idempotency_key(), "b/incoming/x.dcm#v1");
+        assert_eq!(c[0].claim_key(), "b/incoming/x.dcm");
+        assert_eq!(c[0].version(), "v1");
+        assert_eq!(c[0].upload_id("incoming/"), None);
+        let id = crate::domain::UploadId::generate();
+        let named = ObjectCreated {
+            key: format!("incoming/T/S/SUBJ-1/{id}.dcm"),
+            ..c[0].clone()
+        };
+        assert_eq!(named.upload_id("incoming/"), Some(id));
+        assert_eq!(named.upload_id("accepted/"), None);
         assert!(parse("not json").is_err());
         assert!(parse("{}").is_err());
     }
