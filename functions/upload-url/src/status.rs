@@ -107,7 +107,7 @@ pub(crate) async fn get_upload(
             };
         }
     }
-    view::json(StatusCode::OK, &UploadView::from(&upload))
+    view::json(StatusCode::OK, &UploadView::for_caller(&upload, caller))
 }
 
 pub(crate) async fn abort_upload(
@@ -118,7 +118,7 @@ pub(crate) async fn abort_upload(
 ) -> Result<Response<Body>, Problem> {
     let upload = writable_upload(api, caller, id).await?;
     if upload.status == UploadStatus::Aborted {
-        return view::json(StatusCode::OK, &UploadView::from(&upload));
+        return view::json(StatusCode::OK, &UploadView::for_caller(&upload, caller));
     }
     if upload.status != UploadStatus::AwaitingUpload {
         return Err(conflict(
@@ -174,5 +174,5 @@ pub(crate) async fn abort_upload(
         &meta.correlation_id,
     )
     .await?;
-    view::json(StatusCode::OK, &UploadView::from(&upload))
+    view::json(StatusCode::OK, &UploadView::for_caller(&upload, caller))
 }
