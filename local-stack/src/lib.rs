@@ -14,6 +14,7 @@ pub mod jwt;
 pub mod pollers;
 pub mod provision;
 pub mod runtime;
+pub mod secrets;
 pub mod template;
 
 use api::{ApiState, Cors, RouteBinding};

@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod corpus;
 mod events;
+mod identifiers;
 mod multipart;
 mod openapi;
 mod pipeline;

@@ -11,6 +11,7 @@
 
 mod config;
 pub mod notification;
+mod patient;
 mod process;
 pub mod signatures;
 

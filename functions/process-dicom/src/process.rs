@@ -2,6 +2,7 @@
 
 use crate::config::{Config, ScannerChoice};
 use crate::notification::{self, Notification, ObjectCreated};
+use crate::patient::PatientCheck;
 use crate::signatures::{Fixed, S3Signatures, ScannerSource};
 use chrono::{DateTime, Utc};
 use shared::aws::AwsClients;
@@ -11,7 +12,9 @@ use shared::metrics::{Metrics, Unit};
 use shared::scan::clamd::Clamd;
 use shared::scan::Verdict;
 use shared::store::dynamodb::{upload_entity, DynamoIdempotency, DynamoInstances, DynamoUploads};
+use shared::store::patient_links::DynamoPatientLinks;
 use shared::store::s3::S3Ingest;
+use shared::store::secrets::SecretsManagerPatientKey;
 use shared::store::sqs::SqsPublisher;
 use shared::store::{
     AuditEntry, Claim, EventPublisher, Idempotency, IngestObjects, InstanceIndex, InstanceRecord,
@@ -91,6 +94,7 @@ pub struct Processor {
     idempotency: Arc<dyn Idempotency>,
     events: Arc<dyn EventPublisher>,
     scanners: Arc<dyn ScannerSource>,
+    patients: PatientCheck,
 }
 
 /// Where processing leaves an object and why.
@@ -135,6 +139,16 @@ impl Processor {
                 &config.imaging_events_queue_url,
             )),
             scanners,
+            patients: PatientCheck::new(
+                Arc::new(SecretsManagerPatientKey::new(
+                    clients.secrets.clone(),
+                    &config.patient_id_key_secret,
+                )),
+                Arc::new(DynamoPatientLinks::new(
+                    clients.dynamodb.clone(),
+                    &config.patient_links_table,
+                )),
+            ),
             config,
         }
     }
@@ -372,6 +386,19 @@ impl Processor {
         if let Some(shared::store::InstanceOutcome::NewVersion) = instance {
             tracing::warn!("same SOP Instance UID with another digest: kept as a new version");
         }
+        let patient_mismatch = match &decision {
+            Decision::Accept => {
+                self.patients
+                    .check(upload, inspection.patient_id.as_ref())
+                    .await?
+            }
+            Decision::Quarantine(_) => None,
+        };
+        let audit_reason = match (&reason, &patient_mismatch) {
+            (Some(reason), _) => reason.clone(),
+            (None, Some(m)) => format!("processed; patient_mismatch: {}", m.code()),
+            (None, None) => "processed".to_owned(),
+        };
         let result = ProcessingResult {
             object_key: to,
             source_version: version.map(str::to_owned),
@@ -383,15 +410,11 @@ impl Processor {
                 Verdict::Unscannable { reason } => format!("unscannable: {reason}"),
             },
             dicom,
+            patient_mismatch,
             instance: instance.map(|i| i.as_str().to_owned()),
             processed_at: Utc::now(),
         };
-        let audit = self.audit(
-            upload,
-            UploadStatus::Processing,
-            status,
-            reason.as_deref().unwrap_or("processed"),
-        );
+        let audit = self.audit(upload, UploadStatus::Processing, status, &audit_reason);
         self.uploads
             .finish_processing(&upload.id, status, reason.as_deref(), &result, &audit)
             .await?;
@@ -512,6 +535,7 @@ impl Processor {
             "seriesInstanceUid": dicom.and_then(|d| d.series_instance_uid.clone()),
             "sopInstanceUid": dicom.and_then(|d| d.sop_instance_uid.clone()),
             "studyDate": dicom.and_then(|d| d.study_date.clone()),
+            "patientMismatch": result.and_then(|r| r.patient_mismatch.as_ref()).map(|m| m.code()),
         });
         self.events
             .publish(&body.to_string(), &upload.correlation_id)

@@ -2,7 +2,9 @@
 //! ([`dynamodb`], [`s3`]). Integration tests run the adapters against the emulator.
 
 pub mod dynamodb;
+pub mod patient_links;
 pub mod s3;
+pub mod secrets;
 pub mod sqs;
 pub mod summary;
 

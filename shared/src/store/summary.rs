@@ -1,5 +1,6 @@
 //! The per-subject imaging summary the subject report reads: studies and series (sets of UIDs),
-//! instances per modality, last study date, uploads pending and quarantined. Kept from the
+//! instances per modality, last study date, uploads pending and quarantined, uploads flagged for a
+//! Patient ID that is not the subject's ([`crate::identity`]). Kept from the
 //! imaging-events queue; every event applies once, whatever its deliveries or their order, through a
 //! marker item per upload written in the same transaction as the counters.
 
@@ -23,6 +24,9 @@ pub struct ImagingEvent {
     pub study_instance_uid: Option<String>,
     pub series_instance_uid: Option<String>,
     pub study_date: Option<String>,
+    /// The wrong-patient flag's code (`differs_from_subject`, ...), when the upload has one.
+    #[serde(default)]
+    pub patient_mismatch: Option<String>,
 }
 
 /// What applying an event did.
@@ -113,6 +117,13 @@ impl DynamoImagingSummary {
                 update = update
                     .expression_attribute_values(":study", AttributeValue::Ss(vec![study.clone()]));
             }
+            if e.patient_mismatch.is_some() {
+                adds.push("#mismatches :upload".to_owned());
+                update = update.expression_attribute_values(
+                    ":upload",
+                    AttributeValue::Ss(vec![e.upload_id.clone()]),
+                );
+            }
             if let Some(series) = &e.series_instance_uid {
                 adds.push("#series :series".to_owned());
                 update = update.expression_attribute_values(
@@ -127,6 +138,7 @@ impl DynamoImagingSummary {
             ("#instances", "instances"),
             ("#studies", "studies"),
             ("#series", "series"),
+            ("#mismatches", "patientMismatchUploads"),
         ] {
             if adds.iter().any(|a| a.contains(placeholder)) {
                 update = update.expression_attribute_names(placeholder, name);
@@ -280,6 +292,12 @@ impl DynamoImagingSummary {
                     .map(|v| v.len())
                     .unwrap_or(0)
             };
+            let mut mismatches: Vec<String> = item
+                .get("patientMismatchUploads")
+                .and_then(|v| v.as_ss().ok())
+                .cloned()
+                .unwrap_or_default();
+            mismatches.sort();
             let by_modality: serde_json::Map<String, serde_json::Value> = item
                 .iter()
                 .filter_map(|(k, v)| {
@@ -299,6 +317,8 @@ impl DynamoImagingSummary {
                 "lastStudyDate": item.get("lastStudyDate").and_then(|v| v.as_s().ok()),
                 "pending": num("pending"),
                 "quarantined": num("quarantined"),
+                "patientMismatches": mismatches.len(),
+                "patientMismatchUploads": mismatches,
             })
         }))
     }
