@@ -13,9 +13,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{SecondsFormat, Utc};
 
-/// How often a refused link is re-read and tried again before the message goes back to the queue
-/// (a refusal that shows no conflict means a concurrent upload wrote the same links).
-const ATTEMPTS: usize = 3;
+/// How often a link is read and tried again (after a refusal that shows no conflict: a concurrent
+/// upload wrote the same links; or a transaction conflict) before the message goes back to the queue.
+const ATTEMPTS: u32 = 4;
 
 #[derive(Clone, Debug)]
 pub struct DynamoPatientLinks {
@@ -97,7 +97,29 @@ impl PatientLinks for DynamoPatientLinks {
         hash: &PatientHash,
         upload: &UploadId,
     ) -> Result<Vec<MismatchReason>, StoreError> {
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            // Read first: once a subject's patient is linked (the usual case, e.g. the hundreds of
+            // instances of one series), there is nothing to write and nothing to contend for.
+            let linked_subject = self.read(patient_key(trial, hash), "subjectId").await?;
+            let linked_hash = self
+                .read(subject_key(trial, subject), "patientHash")
+                .await?;
+            let mut conflicts = Vec::new();
+            if linked_subject
+                .as_deref()
+                .is_some_and(|s| s != subject.as_str())
+            {
+                conflicts.push(MismatchReason::MatchesOtherSubject);
+            }
+            if linked_hash.as_deref().is_some_and(|h| h != hash.as_str()) {
+                conflicts.push(MismatchReason::DiffersFromSubject);
+            }
+            if !conflicts.is_empty() {
+                return Ok(conflicts);
+            }
+            if linked_subject.is_some() && linked_hash.is_some() {
+                return Ok(Vec::new());
+            }
             let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
             let items = vec![
                 self.link_item(
@@ -115,32 +137,63 @@ impl PatientLinks for DynamoPatientLinks {
                     &now,
                 )?,
             ];
-            if super::dynamodb::transact(&self.client, "TransactWriteItems patient links", items)
-                .await?
-            {
-                return Ok(Vec::new());
-            }
-            let mut conflicts = Vec::new();
-            if self
-                .read(patient_key(trial, hash), "subjectId")
-                .await?
-                .is_some_and(|linked| linked != subject.as_str())
-            {
-                conflicts.push(MismatchReason::MatchesOtherSubject);
-            }
-            if self
-                .read(subject_key(trial, subject), "patientHash")
-                .await?
-                .is_some_and(|linked| linked != hash.as_str())
-            {
-                conflicts.push(MismatchReason::DiffersFromSubject);
-            }
-            if !conflicts.is_empty() {
-                return Ok(conflicts);
+            match self.transact(items).await? {
+                Written::Yes => return Ok(Vec::new()),
+                // Someone linked one side first: read again, and decide on what is there now.
+                Written::Refused => {}
+                // Another transaction on the same item was in flight: a moment, then again.
+                Written::Contended => {
+                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 50;
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        20 * (1 << attempt) + jitter,
+                    ))
+                    .await;
+                }
             }
         }
-        Err(StoreError::Conflict(
-            "patient links: refused without a conflict to show".into(),
+        Err(StoreError::Unavailable(
+            "patient links: still contended after retries".into(),
         ))
+    }
+}
+
+/// What a link transaction did.
+enum Written {
+    Yes,
+    /// A condition failed: one side is linked to something else, or was linked meanwhile.
+    Refused,
+    /// DynamoDB cancelled it for a concurrent transaction on the same item (`TransactionConflict`).
+    Contended,
+}
+
+impl DynamoPatientLinks {
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Written, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Written::Yes),
+            Err(err) => {
+                let reasons: Vec<String> = match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|r| r.code().map(str::to_owned))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if reasons.iter().any(|r| r == "ConditionalCheckFailed") {
+                    Ok(Written::Refused)
+                } else if reasons.iter().any(|r| r == "TransactionConflict") {
+                    Ok(Written::Contended)
+                } else {
+                    Err(sdk_failure("TransactWriteItems patient links", err))
+                }
+            }
+        }
     }
 }
