@@ -259,3 +259,91 @@ async fn only_the_uploading_sites_staff_see_the_file_name() {
         .await
         .contains("DOE_JANE_brain_mri.dcm"));
 }
+
+/// The links themselves, on the emulator: a redelivery finds its own links (no flag, nothing new
+/// written); a conflicting call writes nothing; each conflict is named.
+#[tokio::test]
+async fn links_are_idempotent_and_a_conflict_writes_nothing() {
+    use shared::domain::{SubjectId, TrialId, UploadId};
+    use shared::identity::{MismatchReason, PatientLinks};
+    use shared::store::patient_links::DynamoPatientLinks;
+
+    let app = spawn_app().await;
+    let links = DynamoPatientLinks::new(
+        app.stack.clients.dynamodb.clone(),
+        app.table("PatientLinksTable"),
+    );
+    let key = PatientKey::from_secret(&"x".repeat(32)).unwrap();
+    let hash = |p: &str| key.hash(&PatientId::from_value(p.as_bytes()).unwrap());
+    let trial = TrialId::parse(TRIAL).unwrap();
+    let (s1, s2) = (
+        SubjectId::parse("SUBJ-0001").unwrap(),
+        SubjectId::parse("SUBJ-0002").unwrap(),
+    );
+    let upload = UploadId::generate();
+
+    assert!(links
+        .link(&trial, &s1, &hash(ALPHA), &upload)
+        .await
+        .unwrap()
+        .is_empty());
+    let stored = link_items(&app).await;
+    // The same call again (a redelivery, a retry after a crash): no flag, no change.
+    assert!(links
+        .link(&trial, &s1, &hash(ALPHA), &upload)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(link_items(&app).await, stored);
+    assert_eq!(stored.len(), 2);
+
+    assert_eq!(
+        links
+            .link(&trial, &s1, &hash(BRAVO), &UploadId::generate())
+            .await
+            .unwrap(),
+        [MismatchReason::DiffersFromSubject]
+    );
+    assert_eq!(
+        links
+            .link(&trial, &s2, &hash(ALPHA), &UploadId::generate())
+            .await
+            .unwrap(),
+        [MismatchReason::MatchesOtherSubject]
+    );
+    // Conflicts link nothing.
+    assert_eq!(link_items(&app).await, stored);
+    // Another trial is another namespace.
+    let other_trial = TrialId::parse("CLIN-OTHER-02").unwrap();
+    assert!(links
+        .link(&other_trial, &s2, &hash(ALPHA), &UploadId::generate())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(link_items(&app).await.len(), 4);
+}
+
+/// The links table's items, each as sorted (attribute, value) pairs, sorted.
+async fn link_items(app: &TestApp) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut items: Vec<_> = app
+        .stack
+        .clients
+        .dynamodb
+        .scan()
+        .table_name(app.table("PatientLinksTable"))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| {
+            item.into_iter()
+                .map(|(k, v)| (k, format!("{v:?}")))
+                .collect()
+        })
+        .collect();
+    items.sort();
+    items
+}
