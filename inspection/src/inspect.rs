@@ -3,7 +3,7 @@
 //! thread of its own, beside the scan and the parse, so a second core is used where there is one.
 //! At most a few chunks of the object are held at any time.
 
-use crate::dicom::{DicomError, DicomHeader, HeaderParser};
+use crate::dicom::{DicomError, DicomHeader, HeaderParser, PatientId};
 use crate::scan::{ScanError, ScanSession, Scanner, Verdict};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -20,6 +20,8 @@ pub struct Inspection {
     pub sha256: [u8; 32],
     pub verdict: Verdict,
     pub dicom: Result<DicomHeader, DicomError>,
+    /// The data set's Patient ID, for wrong-patient detection only: hashed, never stored or logged.
+    pub patient_id: Option<PatientId>,
 }
 
 /// SHA-256 on its own thread; inline where no thread can be started.
@@ -100,14 +102,16 @@ impl Inspector {
         self.scan.update(&chunk).await
     }
 
-    pub async fn finish(self) -> Result<Inspection, ScanError> {
+    pub async fn finish(mut self) -> Result<Inspection, ScanError> {
         let sha256 = self.hasher.finish()?;
         let verdict = self.scan.finish(&sha256).await?;
+        let patient_id = self.parser.take_patient_id();
         Ok(Inspection {
             size: self.size,
             sha256,
             verdict,
             dicom: self.parser.finish(),
+            patient_id,
         })
     }
 }

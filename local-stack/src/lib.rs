@@ -18,6 +18,7 @@ pub mod pollers;
 pub mod provision;
 pub mod roles;
 pub mod runtime;
+pub mod secrets;
 pub mod template;
 
 use api::{ApiState, Cors, RouteBinding};

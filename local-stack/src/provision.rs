@@ -207,6 +207,7 @@ pub async fn provision(
         }
     }
 
+    crate::secrets::provision(template, clients).await?;
     for r in template.resources_of("AWS::DynamoDB::Table") {
         let name = create_table(template, &r, clients).await?;
         out.tables.insert(r.logical_id.clone(), name);

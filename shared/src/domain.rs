@@ -304,8 +304,14 @@ pub struct ProcessingResult {
     pub sha256: String,
     /// The scanner's verdict: `clean`, `infected: <signature>` or `unscannable: <why>`.
     pub scan: String,
+    /// The DICOM header as parsed: no identifying value, only which identifying attributes are
+    /// present (`identifyingAttributes`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dicom: Option<crate::dicom::DicomHeader>,
+    /// Set when the upload's Patient ID (compared by keyed hash, see [`crate::identity`]) is not the
+    /// subject's, or is another subject's. The upload is accepted all the same, and flagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_mismatch: Option<crate::identity::PatientMismatch>,
     /// For accepted instances: `new`, `duplicate` (same SOP Instance UID and digest seen before) or
     /// `new_version` (same SOP Instance UID, another digest: kept, and flagged).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -72,6 +72,9 @@ pub struct ImagingEvent {
     pub sop_instance_uid: Option<String>,
     /// DICOM DA (YYYYMMDD).
     pub study_date: Option<String>,
+    /// The wrong-patient flag's code (`differs_from_subject`, ...), when the upload has one.
+    #[serde(default)]
+    pub patient_mismatch: Option<String>,
 }
 
 impl ImagingEvent {
@@ -94,6 +97,9 @@ impl ImagingEvent {
             series_instance_uid: dicom.and_then(|d| d.series_instance_uid.clone()),
             sop_instance_uid: dicom.and_then(|d| d.sop_instance_uid.clone()),
             study_date: dicom.and_then(|d| d.study_date.clone()),
+            patient_mismatch: result
+                .and_then(|r| r.patient_mismatch.as_ref())
+                .map(|m| m.code()),
         }
     }
 

@@ -3,6 +3,7 @@
 //! - [`domain`]: the values of the trial world, parsed once at the edge (`SubjectId`, `Sha256Digest`, ...)
 //!   and the upload record with its status lifecycle;
 //! - [`events`]: the imaging events one stage publishes and the next consumes (one struct for both);
+//! - [`identity`]: wrong-patient detection by a keyed hash of the Patient ID (never the value);
 //! - [`store`]: the ports (small traits) the handlers take, and their AWS adapters;
 //! - [`auth`]: who is calling (JWT claims put in the request context by the HttpApi authorizer) and
 //!   what they may see;
@@ -16,6 +17,7 @@ pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod identity;
 pub mod metrics;
 pub mod notification;
 pub mod problem;

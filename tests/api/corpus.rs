@@ -36,6 +36,15 @@ async fn the_whole_corpus_goes_through_the_pipeline_and_agrees_with_pydicom() {
         let record = app.wait_processed(id).await;
         let r = &refs[file];
         let status = record["status"].as_str().unwrap();
+        // No Patient ID reaches the record (checked where the value cannot occur by chance).
+        if let Some(pid) = r["fields"]["PatientID"].as_str().map(str::trim) {
+            let distinctive = pid.len() >= 4
+                && pid.chars().any(|c| !c.is_ascii_hexdigit() && c != '.')
+                && !name.contains(pid);
+            if distinctive && record.to_string().contains(pid) {
+                problems.push(format!("{name}: the record holds the Patient ID"));
+            }
+        }
         match (r["ok"].as_bool().unwrap(), status) {
             (true, "PROCESSED") => {
                 let header: DicomHeader =

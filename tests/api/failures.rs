@@ -108,6 +108,7 @@ async fn an_object_that_always_fails_after_processing_started_ends_its_upload_fa
         "subjectId": "SUBJ-0001", "studies": 0, "series": 0, "instances": 0,
         "instancesByModality": {}, "lastStudyDate": null,
         "pending": 0, "quarantined": 0, "failed": 1,
+        "patientMismatches": 0, "patientMismatchUploads": [],
     });
     assert_eq!(app.summary_once("SUBJ-0001", &expected).await, expected);
     // Nothing left on the ingest queue or its DLQ.
@@ -192,6 +193,7 @@ async fn without_a_scanner_nothing_starts_and_the_upload_ends_failed_from_receiv
         "subjectId": "SUBJ-0001", "studies": 0, "series": 0, "instances": 0,
         "instancesByModality": {}, "lastStudyDate": null,
         "pending": 0, "quarantined": 0, "failed": 1,
+        "patientMismatches": 0, "patientMismatchUploads": [],
     });
     assert_eq!(app.summary_once("SUBJ-0001", &expected).await, expected);
 }

@@ -7,6 +7,7 @@ mod crash_windows;
 mod events;
 mod failures;
 mod iam;
+mod identifiers;
 mod invoke;
 mod lists;
 mod multipart;

@@ -419,9 +419,18 @@ async fn the_subject_summary_counts_each_outcome_once() {
                 .to_owned(),
         );
     }
+    // CT_small and MR_small are two patients: whichever is linked second is flagged, and the
+    // summary lists what the records say.
+    let mut flagged = Vec::new();
     for id in &ids {
-        app.wait_processed(id).await;
+        if app.wait_processed(id).await["processing"]
+            .get("patientMismatch")
+            .is_some()
+        {
+            flagged.push(id.clone());
+        }
     }
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
     let store = shared::store::summary::DynamoImagingSummary::new(
         app.stack.clients.dynamodb.clone(),
         app.table("ImagingSummaryTable"),
@@ -430,6 +439,7 @@ async fn the_subject_summary_counts_each_outcome_once() {
         "subjectId": "SUBJ-0001", "studies": 2, "series": 2, "instances": 2,
         "instancesByModality": {"CT": 1, "MR": 1}, "lastStudyDate": "20040826",
         "pending": 0, "quarantined": 1, "failed": 0,
+        "patientMismatches": 1, "patientMismatchUploads": flagged,
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut summary = Value::Null;

@@ -3,16 +3,24 @@
 //! is named below with the documented reason; each file pydicom refuses is refused too, or named.
 //! Every file is also fed in several chunkings, which must not change the result.
 
-use clinflow_tests::reference::{corpus, differences, reference, DOCUMENTED};
-use shared::dicom::{parse_header, DicomHeader, HeaderParser};
+use clinflow_tests::reference::{
+    corpus, differences, patient_id_difference, reference, DOCUMENTED,
+};
+use shared::dicom::{parse_header, parse_with_patient_id, DicomHeader, HeaderParser, PatientId};
 use std::collections::BTreeMap;
 
-fn chunked(bytes: &[u8], chunk: usize) -> Result<DicomHeader, shared::dicom::DicomError> {
+type Parsed = (
+    Result<DicomHeader, shared::dicom::DicomError>,
+    Option<PatientId>,
+);
+
+fn chunked(bytes: &[u8], chunk: usize) -> Parsed {
     let mut p = HeaderParser::new(bytes.len() as u64);
     for c in bytes.chunks(chunk) {
         p.feed(c);
     }
-    p.finish()
+    let patient_id = p.take_patient_id();
+    (p.finish(), patient_id)
 }
 
 #[test]
@@ -29,7 +37,7 @@ fn every_corpus_file_agrees_with_pydicom_or_is_documented() {
     for file in &files {
         let bytes = std::fs::read(file).unwrap();
         let name = file.rsplit('/').next().unwrap();
-        let parsed = parse_header(&bytes);
+        let parsed = parse_with_patient_id(&bytes);
         for chunk in [1usize, 7, 131, 4096] {
             if bytes.len() > 2_000_000 && chunk < 4096 {
                 continue;
@@ -41,9 +49,11 @@ fn every_corpus_file_agrees_with_pydicom_or_is_documented() {
             );
         }
         let r = &refs[file];
+        let (parsed, patient_id) = parsed;
         match (r["ok"].as_bool().unwrap(), &parsed) {
             (true, Ok(h)) => {
-                let diffs = differences(h, r);
+                let mut diffs = differences(h, r);
+                diffs.extend(patient_id_difference(patient_id.as_ref(), r));
                 if diffs.is_empty() {
                     agreed += 1;
                 } else {
@@ -171,6 +181,78 @@ fn a_file_cut_anywhere_is_malformed_even_after_its_pixel_data() {
             e.to_string().starts_with(&format!("malformed: {what}")),
             "{cut}: {e}"
         );
-        assert_eq!(chunked(truncated, 8192), Err(e));
+        assert_eq!(chunked(truncated, 8192).0, Err(e));
+    }
+}
+
+/// Identifying attributes inside sequences of defined length, explicit and implicit VR, are found;
+/// an empty or padding-only value is not "present"; no value reaches the header.
+#[test]
+fn identifying_attributes_are_found_in_nested_sequences_without_keeping_values() {
+    fn explicit(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&group.to_le_bytes());
+        out.extend_from_slice(&elem.to_le_bytes());
+        out.extend_from_slice(vr);
+        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        }
+        out.extend_from_slice(value);
+        out
+    }
+    fn item(content: &[u8]) -> Vec<u8> {
+        let mut out = vec![0xFE, 0xFF, 0x00, 0xE0];
+        out.extend_from_slice(&(content.len() as u32).to_le_bytes());
+        out.extend_from_slice(content);
+        out
+    }
+    fn implicit(group: u16, elem: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&group.to_le_bytes());
+        out.extend_from_slice(&elem.to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+        out
+    }
+    // A synthetic file: its top-level Patient ID, then (0008,1110) Referenced Study Sequence of
+    // defined length holding an Accession Number, an empty Patient Name, and a UN (private)
+    // sequence of defined length, implicit VR inside, holding a Referring Physician's name.
+    let mut file = shared::dicom::synthetic::header_for_patient(1, 4, "PAT-77");
+    let pixel_header = file.split_off(file.len() - 12);
+    let nested_un = item(
+        &[
+            implicit(0x0008, 0x0090, b"DOE^JOHN"),
+            implicit(0x0010, 0x0010, b"  "),
+        ]
+        .concat(),
+    );
+    let inner = [
+        explicit(0x0008, 0x0050, b"SH", b"ACC123"),
+        explicit(0x0010, 0x0010, b"PN", b""),
+        explicit(0x0011, 0x1010, b"UN", &nested_un),
+    ]
+    .concat();
+    file.extend(explicit(0x0008, 0x1110, b"SQ", &item(&inner)));
+    file.extend(pixel_header);
+    file.extend([0u8; 4]);
+
+    let (header, patient_id) = parse_with_patient_id(&file);
+    let header = header.unwrap();
+    assert_eq!(
+        header.identifying_attributes,
+        ["AccessionNumber", "ReferringPhysicianName", "PatientID"]
+    );
+    assert_eq!(patient_id.unwrap().as_bytes(), b"PAT-77");
+    let json = serde_json::to_string(&header).unwrap();
+    for value in ["PAT-77", "ACC123", "DOE^JOHN", "patientId"] {
+        assert!(!json.contains(value), "{value} in {json}");
+    }
+    for chunk in [1, 5, 64] {
+        let (h, p) = chunked(&file, chunk);
+        assert_eq!(h.unwrap(), header, "chunks of {chunk}");
+        assert_eq!(p.unwrap().as_bytes(), b"PAT-77");
     }
 }

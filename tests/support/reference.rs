@@ -2,7 +2,7 @@
 
 use local_stack::emulator::repo_root;
 use serde_json::Value;
-use shared::dicom::DicomHeader;
+use shared::dicom::{DicomHeader, PatientId};
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -50,7 +50,6 @@ pub fn ours(h: &DicomHeader) -> BTreeMap<&'static str, Value> {
         ("transferSyntax", s(&h.transfer_syntax)),
         ("SOPClassUID", s(&h.sop_class_uid)),
         ("SOPInstanceUID", s(&h.sop_instance_uid)),
-        ("PatientID", s(&h.patient_id)),
         ("StudyInstanceUID", s(&h.study_instance_uid)),
         ("SeriesInstanceUID", s(&h.series_instance_uid)),
         ("Modality", s(&h.modality)),
@@ -69,7 +68,19 @@ pub fn ours(h: &DicomHeader) -> BTreeMap<&'static str, Value> {
                 .map(|p| serde_json::json!({"length": p.length, "encapsulated": p.encapsulated}))
                 .unwrap_or(Value::Null),
         ),
+        ("identifying", Value::from(h.identifying_attributes.clone())),
     ])
+}
+
+/// The Patient ID the parser handed out apart from the header, against pydicom's (`None` when
+/// they agree). Compared as text: pydicom's value is decoded, ours is the raw bytes.
+pub fn patient_id_difference(ours: Option<&PatientId>, reference: &Value) -> Option<String> {
+    let theirs = reference["fields"]["PatientID"]
+        .as_str()
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let ours = ours.map(|p| String::from_utf8_lossy(p.as_bytes()).into_owned());
+    (ours.as_deref() != theirs).then(|| format!("PatientID: ours {ours:?} pydicom {theirs:?}"))
 }
 
 /// Files pydicom reads (leniently: it pads what is missing) that the parser refuses, with why.

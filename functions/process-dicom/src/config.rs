@@ -17,6 +17,10 @@ pub struct Config {
     pub audit_table: String,
     pub instances_table: String,
     pub idempotency_table: String,
+    /// Subject ↔ Patient ID hash links (wrong-patient detection).
+    pub patient_links_table: String,
+    /// The Secrets Manager secret (ARN or name) holding the Patient ID hashing key.
+    pub patient_id_key_secret: String,
     pub bucket: String,
     pub incoming_prefix: String,
     pub accepted_prefix: String,
@@ -57,6 +61,8 @@ impl Config {
             audit_table: env.required("AUDIT_TABLE")?,
             instances_table: env.required("INSTANCES_TABLE")?,
             idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
+            patient_links_table: env.required("PATIENT_LINKS_TABLE")?,
+            patient_id_key_secret: env.required("PATIENT_ID_KEY_SECRET")?,
             bucket: env.required("UPLOAD_BUCKET")?,
             incoming_prefix: env.required("UPLOAD_PREFIX")?,
             accepted_prefix: env.parsed_or("ACCEPTED_PREFIX", "accepted/".to_owned())?,

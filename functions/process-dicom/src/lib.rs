@@ -19,6 +19,7 @@ mod deadline;
 mod decide;
 mod metrics;
 mod outcome;
+mod patient;
 mod process;
 pub mod signatures;
 mod tags;

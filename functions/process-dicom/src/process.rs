@@ -6,6 +6,7 @@ use crate::config::{Config, ScannerChoice};
 use crate::deadline::Deadline;
 use crate::decide::{decide, Decision};
 use crate::outcome::{Outcome, Retry, StrayReason};
+use crate::patient::PatientCheck;
 use crate::signatures::{Fixed, S3Signatures, ScannerSource};
 use crate::{metrics, tags};
 use chrono::Utc;
@@ -19,7 +20,9 @@ use shared::scan::{Scanner, Verdict};
 use shared::store::dynamodb::{upload_entity, DynamoUploads};
 use shared::store::idempotency::DynamoIdempotency;
 use shared::store::instances::DynamoInstances;
+use shared::store::patient_links::DynamoPatientLinks;
 use shared::store::s3::S3Ingest;
+use shared::store::secrets::SecretsManagerPatientKey;
 use shared::store::sqs::{SqsPublisher, SqsVisibility};
 use shared::store::{
     AuditEntry, Claim, EventPublisher, Idempotency, IngestObjects, InstanceIndex, InstanceOutcome,
@@ -45,6 +48,8 @@ pub struct Ports {
     pub events: Arc<dyn EventPublisher>,
     pub scanners: Arc<dyn ScannerSource>,
     pub visibility: Arc<dyn MessageVisibility>,
+    /// Wrong-patient detection (the deployment's key and the subject links).
+    pub patients: Arc<PatientCheck>,
 }
 
 impl Ports {
@@ -87,6 +92,16 @@ impl Ports {
             visibility: Arc::new(SqsVisibility::new(
                 clients.sqs.clone(),
                 &config.ingest_queue_url,
+            )),
+            patients: Arc::new(PatientCheck::new(
+                Arc::new(SecretsManagerPatientKey::new(
+                    clients.secrets.clone(),
+                    &config.patient_id_key_secret,
+                )),
+                Arc::new(DynamoPatientLinks::new(
+                    clients.dynamodb.clone(),
+                    &config.patient_links_table,
+                )),
             )),
         }
     }
@@ -430,6 +445,20 @@ impl Processor {
         if let Some(InstanceOutcome::NewVersion) = instance {
             tracing::warn!("same SOP Instance UID with another digest: kept as a new version");
         }
+        let patient_mismatch = match &decision {
+            Decision::Accept => {
+                self.ports
+                    .patients
+                    .check(upload, inspection.patient_id.as_ref())
+                    .await?
+            }
+            Decision::Quarantine(_) => None,
+        };
+        let audit_reason = match (&reason, &patient_mismatch) {
+            (Some(reason), _) => reason.clone(),
+            (None, Some(m)) => format!("processed; patient_mismatch: {}", m.code()),
+            (None, None) => "processed".to_owned(),
+        };
         let result = ProcessingResult {
             object_key: to,
             source_version: version.map(str::to_owned),
@@ -441,11 +470,19 @@ impl Processor {
                 Verdict::Unscannable { reason } => format!("unscannable: {reason}"),
             },
             dicom,
+            patient_mismatch,
             instance: instance.map(|i| i.as_str().to_owned()),
             processed_at: Utc::now(),
         };
         if let Some(resolved) = self
-            .finish(upload, created, status, reason.as_deref(), &result)
+            .finish(
+                upload,
+                created,
+                status,
+                reason.as_deref(),
+                &audit_reason,
+                &result,
+            )
             .await?
         {
             return Ok(resolved);
@@ -475,15 +512,11 @@ impl Processor {
         created: &ObjectCreated,
         status: UploadStatus,
         reason: Option<&str>,
+        audit_reason: &str,
         result: &ProcessingResult,
     ) -> Result<Option<Outcome>, Retry> {
         for _ in 0..3 {
-            let audit = self.audit(
-                upload,
-                UploadStatus::Processing,
-                status,
-                reason.unwrap_or("processed"),
-            );
+            let audit = self.audit(upload, UploadStatus::Processing, status, audit_reason);
             match self
                 .ports
                 .uploads

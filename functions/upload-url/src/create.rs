@@ -239,7 +239,7 @@ pub(crate) async fn create_upload(
     let mut response = view::json(
         StatusCode::CREATED,
         &CreatedUpload {
-            record: UploadView::from(&upload),
+            record: UploadView::for_caller(&upload, caller),
             upload: upload_instructions,
         },
     )?;

@@ -250,7 +250,7 @@ pub(crate) async fn list_uploads(
         .iter()
         // Every record is the subject's, so at its site; checked again all the same.
         .filter(|u| u.subject == subject.id && caller.can_read(&u.trial, &u.site))
-        .map(UploadView::from)
+        .map(|u| UploadView::for_caller(u, caller))
         .collect();
     view::json(
         StatusCode::OK,

@@ -146,7 +146,7 @@ pub(crate) async fn complete_upload(
     let plan = plan(&upload)?;
     if upload.status == UploadStatus::Received {
         // Completed already (a retried request): the answer is the record.
-        return view::json(StatusCode::OK, &UploadView::from(&upload));
+        return view::json(StatusCode::OK, &UploadView::for_caller(&upload, caller));
     }
     ensure_open(&upload)?;
 
@@ -232,5 +232,5 @@ pub(crate) async fn complete_upload(
         &meta.correlation_id,
     )
     .await?;
-    view::json(StatusCode::OK, &UploadView::from(&upload))
+    view::json(StatusCode::OK, &UploadView::for_caller(&upload, caller))
 }

@@ -35,7 +35,10 @@ pub(crate) async fn reprocess_upload(
             if upload.status == UploadStatus::Received {
                 send_event(api, &upload).await?;
             }
-            return view::json(StatusCode::ACCEPTED, &UploadView::from(&upload));
+            return view::json(
+                StatusCode::ACCEPTED,
+                &UploadView::for_caller(&upload, caller),
+            );
         }
         other => {
             return Err(conflict(
@@ -61,7 +64,10 @@ pub(crate) async fn reprocess_upload(
         Err(p) if p.status == 409 => visible_upload(api, caller, id).await?,
         Err(p) => return Err(p),
     };
-    view::json(StatusCode::ACCEPTED, &UploadView::from(&upload))
+    view::json(
+        StatusCode::ACCEPTED,
+        &UploadView::for_caller(&upload, caller),
+    )
 }
 
 /// Sends the object's S3 event (its current version) to the ingest queue.

@@ -79,7 +79,7 @@ pub(crate) async fn get_upload(
     // A read is only a read: the arrival of the bytes is recorded by the S3 event's path
     // (process-dicom), never by a GET racing it.
     let upload = visible_upload(api, caller, id).await?;
-    view::json(StatusCode::OK, &UploadView::from(&upload))
+    view::json(StatusCode::OK, &UploadView::for_caller(&upload, caller))
 }
 
 pub(crate) async fn abort_upload(
@@ -90,7 +90,7 @@ pub(crate) async fn abort_upload(
 ) -> Result<Response<Body>, Problem> {
     let upload = writable_upload(api, caller, id).await?;
     if upload.status == UploadStatus::Aborted {
-        return view::json(StatusCode::OK, &UploadView::from(&upload));
+        return view::json(StatusCode::OK, &UploadView::for_caller(&upload, caller));
     }
     if upload.status != UploadStatus::AwaitingUpload {
         return Err(conflict(
@@ -136,5 +136,5 @@ pub(crate) async fn abort_upload(
         &meta.correlation_id,
     )
     .await?;
-    view::json(StatusCode::OK, &UploadView::from(&upload))
+    view::json(StatusCode::OK, &UploadView::for_caller(&upload, caller))
 }

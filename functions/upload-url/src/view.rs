@@ -3,6 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use lambda_http::{http::StatusCode, Body, Response};
 use serde::Serialize;
+use shared::auth::Caller;
 use shared::domain::{Upload, UploadMode};
 use shared::problem::Problem;
 use shared::store::{PresignedHttp, StoredPart};
@@ -11,7 +12,9 @@ fn rfc3339(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// An upload record as clients see it.
+/// An upload record as clients see it. Patient identifiers never appear: the DICOM header holds
+/// none (only which identifying attributes the file has), and the client's file name, which may
+/// hold a patient's name, is shown only to site staff of the upload's site, who chose it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct UploadView {
@@ -22,7 +25,8 @@ pub(crate) struct UploadView {
     subject_id: String,
     trial_id: String,
     site_id: String,
-    file_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_name: Option<String>,
     content_type: String,
     size_bytes: u64,
     sha256: String,
@@ -42,8 +46,9 @@ pub(crate) struct UploadView {
     processing: Option<shared::domain::ProcessingResult>,
 }
 
-impl From<&Upload> for UploadView {
-    fn from(u: &Upload) -> Self {
+impl UploadView {
+    /// The record as `caller` may see it.
+    pub(crate) fn for_caller(u: &Upload, caller: &Caller) -> Self {
         let (mode, part_size, part_count) = match &u.mode {
             UploadMode::Single => ("single", None, None),
             UploadMode::Multipart {
@@ -59,7 +64,9 @@ impl From<&Upload> for UploadView {
             subject_id: u.subject.to_string(),
             trial_id: u.trial.to_string(),
             site_id: u.site.to_string(),
-            file_name: u.file_name.clone(),
+            file_name: caller
+                .can_upload(&u.trial, &u.site)
+                .then(|| u.file_name.clone()),
             content_type: u.content_type.clone(),
             size_bytes: u.size_bytes,
             sha256: u.sha256.to_hex(),

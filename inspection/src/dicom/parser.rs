@@ -1,6 +1,7 @@
 //! The push parser behind [`super::HeaderParser`]. See the module documentation for what it reads.
 
-use super::{DicomError, DicomHeader, PixelData};
+use super::identifying;
+use super::{DicomError, DicomHeader, PatientId, PixelData};
 use flate2::{Decompress, FlushDecompress, Status};
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
@@ -96,6 +97,16 @@ fn is_pixel_data(tag: u32) -> bool {
     matches!(tag, 0x7FE0_0010 | 0x7FE0_0008 | 0x7FE0_0009)
 }
 
+/// Could a value without a stated VR be a sequence? Not pixel, overlay or curve data, whose bytes
+/// are samples that may begin like an item by chance.
+fn may_be_sequence(tag: u32) -> bool {
+    let group = tag >> 16;
+    !(is_pixel_data(tag)
+        || (0x5000..=0x50FF).contains(&group)
+        || (0x6000..=0x60FF).contains(&group)
+        || group == 0x7FE0)
+}
+
 fn tag_name(tag: u32) -> String {
     format!("({:04X},{:04X})", tag >> 16, tag & 0xFFFF)
 }
@@ -118,20 +129,40 @@ enum Want {
     Header,
     /// The value of an extracted attribute, kept in `buf`.
     Value { tag: u32, len: u32 },
-    /// Bytes counted and dropped.
-    Skip(u64),
+    /// Bytes counted and dropped; `probe` is the bit of an identifying attribute whose value is
+    /// being looked at for content (0: none), without keeping it.
+    Skip { left: u64, probe: u64 },
+    /// The first 8 bytes of a value with no stated VR (implicit VR, or UN): an item header there
+    /// (the item tag, a length that fits) makes it a sequence of defined length, read element by
+    /// element like any other.
+    Peek { tag: u32, len: u32 },
     /// The next item header inside encapsulated pixel data.
     Fragment,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Frame {
-    /// An undefined-length sequence; `implicit` for VR UN sequences (implicit VR little endian inside).
+    /// A sequence; `implicit` for VR UN sequences (implicit VR little endian inside); `end` is the
+    /// stream offset where a defined-length one ends; `fragments` for encapsulated pixel data
+    /// nested in an item (an icon image), whose items are skipped, not read as data sets.
     Sequence {
         implicit: bool,
+        end: Option<u64>,
+        fragments: bool,
     },
-    Item,
+    /// An item of a sequence; `end` as for sequences.
+    Item { end: Option<u64> },
 }
+
+impl Frame {
+    fn end(&self) -> Option<u64> {
+        match self {
+            Frame::Sequence { end, .. } | Frame::Item { end } => *end,
+        }
+    }
+}
+
+const ITEM_TAG_LE: [u8; 4] = [0xFE, 0xFF, 0x00, 0xE0];
 
 pub struct HeaderParser {
     object_size: u64,
@@ -141,6 +172,13 @@ pub struct HeaderParser {
     buf: Vec<u8>,
     /// Raw bytes consumed from the object.
     raw_offset: u64,
+    /// Bytes tokenized (after inflation, for a deflated data set): where defined-length sequences
+    /// and items end.
+    stream: u64,
+    /// Identifying attributes found with content, a bit each ([`identifying::IDENTIFYING`]).
+    identifying: u64,
+    /// The data set's Patient ID, kept apart from the header: the processor hashes it and drops it.
+    patient_id: Option<PatientId>,
     explicit: bool,
     big_endian: bool,
     /// Decided from the data set's first element.
@@ -166,6 +204,9 @@ impl HeaderParser {
             want: Want::Header,
             buf: Vec::with_capacity(132),
             raw_offset: 0,
+            stream: 0,
+            identifying: 0,
+            patient_id: None,
             explicit: true,
             big_endian: false,
             sniffed: false,
@@ -235,9 +276,18 @@ impl HeaderParser {
                 .map_or(0, |_| std::mem::size_of::<Decompress>() + 48 * 1024)
     }
 
+    /// The top-level Patient ID (0010,0020), trimmed, if present and not empty. Taken out of the
+    /// parser so that nothing else holds it; the header never does.
+    pub fn take_patient_id(&mut self) -> Option<PatientId> {
+        self.patient_id.take()
+    }
+
     pub fn finish(mut self) -> Result<DicomHeader, DicomError> {
         if let Some(e) = self.error.take() {
             return Err(e);
+        }
+        if self.buf.is_empty() && self.want == Want::Header {
+            self.close_frames();
         }
         match self.stage {
             Stage::Preamble => Err(DicomError::NotDicom(format!(
@@ -259,8 +309,10 @@ impl HeaderParser {
                 match (self.want, self.frames.last()) {
                     (Want::Fragment, _) => "encapsulated pixel data".to_owned(),
                     (Want::Value { tag, .. }, _) => tag_name(tag),
-                    (Want::Skip(_), _) if is_pixel_data(self.current) => "pixel data".to_owned(),
-                    (Want::Skip(_), _) => tag_name(self.current),
+                    (Want::Skip { .. }, _) if is_pixel_data(self.current) => {
+                        "pixel data".to_owned()
+                    }
+                    (Want::Skip { .. } | Want::Peek { .. }, _) => tag_name(self.current),
                     (_, Some(_)) => "a sequence".to_owned(),
                     _ => "an element header".to_owned(),
                 },
@@ -274,6 +326,7 @@ impl HeaderParser {
         self.header.explicit_vr = self.explicit;
         self.header.big_endian = self.big_endian;
         self.header.deflated = self.inflater.is_some();
+        self.header.identifying_attributes = identifying::keywords(self.identifying);
         self.header
     }
 
@@ -309,7 +362,7 @@ impl HeaderParser {
     fn in_implicit_sequence(&self) -> bool {
         self.frames
             .iter()
-            .any(|f| matches!(f, Frame::Sequence { implicit: true }))
+            .any(|f| matches!(f, Frame::Sequence { implicit: true, .. }))
     }
 
     /// Inflates a deflated data set and tokenizes what comes out.
@@ -367,15 +420,31 @@ impl HeaderParser {
         while used < input.len() && self.stage != Stage::Done {
             let rest = &input[used..];
             match self.want {
-                Want::Skip(n) => {
-                    let take = (n.min(rest.len() as u64)) as usize;
+                Want::Skip { left, mut probe } => {
+                    let take = (left.min(rest.len() as u64)) as usize;
+                    if probe != 0 && rest[..take].iter().any(|b| identifying::is_content(*b)) {
+                        self.identifying |= probe;
+                        probe = 0;
+                    }
                     used += take;
                     self.advance(take);
-                    self.want = if n == take as u64 {
+                    self.want = if left == take as u64 {
                         self.after_value()
                     } else {
-                        Want::Skip(n - take as u64)
+                        Want::Skip {
+                            left: left - take as u64,
+                            probe,
+                        }
                     };
+                }
+                Want::Peek { tag, len } => {
+                    let take = (8 - self.buf.len()).min(rest.len());
+                    self.buf.extend_from_slice(&rest[..take]);
+                    used += take;
+                    self.advance(take);
+                    if self.buf.len() == 8 {
+                        self.peeked(tag, len);
+                    }
                 }
                 Want::Value { tag, len } => {
                     let take = (len as usize - self.buf.len()).min(rest.len());
@@ -389,6 +458,9 @@ impl HeaderParser {
                     }
                 }
                 Want::Header | Want::Fragment => {
+                    if self.buf.is_empty() && self.want == Want::Header {
+                        self.close_frames();
+                    }
                     let need = self.header_len();
                     let take = (need - self.buf.len()).min(rest.len());
                     self.buf.extend_from_slice(&rest[..take]);
@@ -423,8 +495,10 @@ impl HeaderParser {
         self.raw_offset = before;
     }
 
-    /// Counts consumed bytes of the object itself (a deflated data set counts compressed bytes).
+    /// Counts consumed bytes of the object itself (a deflated data set counts compressed bytes),
+    /// and of the stream the tokenizer reads.
     fn advance(&mut self, n: usize) {
+        self.stream += n as u64;
         if self.inflater.is_none() {
             self.raw_offset += n as u64;
         }
@@ -505,9 +579,26 @@ impl HeaderParser {
 
         if group == 0xFFFE {
             match element {
-                0xE000 => match self.frames.last() {
-                    Some(Frame::Sequence { .. }) if len == UNDEFINED => self.push(Frame::Item),
-                    Some(Frame::Sequence { .. }) => self.skip(tag, len),
+                0xE000 => match self.frames.last().copied() {
+                    Some(Frame::Sequence { .. }) if len == UNDEFINED => {
+                        self.push(Frame::Item { end: None })
+                    }
+                    Some(Frame::Sequence {
+                        fragments: true, ..
+                    }) => self.skip(tag, len),
+                    Some(Frame::Sequence { end: outer, .. }) => {
+                        // An item longer than its (checked) defined-length sequence ends with it, as
+                        // pydicom reads it; in an undefined-length one it must fit the object.
+                        let end = self.stream + u64::from(len);
+                        let end = match outer {
+                            Some(outer) => end.min(outer),
+                            None if self.remaining().is_some_and(|r| u64::from(len) > r) => {
+                                return self.too_long(tag, len);
+                            }
+                            None => end,
+                        };
+                        self.push(Frame::Item { end: Some(end) });
+                    }
                     _ => self.malformed(format!(
                         "item {} outside a sequence at byte {}",
                         tag_name(tag),
@@ -515,7 +606,7 @@ impl HeaderParser {
                     )),
                 },
                 0xE00D => match self.frames.last() {
-                    Some(Frame::Item) => {
+                    Some(Frame::Item { .. }) => {
                         self.frames.pop();
                     }
                     _ => self.malformed(format!(
@@ -567,19 +658,32 @@ impl HeaderParser {
             return false;
         }
         let vr_bytes = vr.as_ref().map(|v| &v[..]);
-        let sequence = vr_bytes == Some(b"SQ") || len == UNDEFINED;
-        if sequence && len == UNDEFINED {
+        if len == UNDEFINED || vr_bytes == Some(b"SQ") {
             let implicit = vr_bytes == Some(b"UN") || self.in_implicit_sequence() || !explicit;
+            // Encapsulated pixel data nested in an item: its items are fragments, not data sets.
+            let fragments = len == UNDEFINED
+                && (matches!(vr_bytes, Some(b"OB" | b"OW"))
+                    || (vr.is_none() && is_pixel_data(tag)));
+            let end = if len == UNDEFINED {
+                None
+            } else if self.remaining().is_some_and(|r| u64::from(len) > r) {
+                return self.too_long(tag, len);
+            } else {
+                Some(self.stream + u64::from(len))
+            };
             // Inside an implicit-VR data set, a sequence stays implicit; mark UN ones so explicit
-            // data sets read their contents as implicit VR little endian.
+            // data sets read their contents as implicit VR little endian. Sequences of defined
+            // length are read element by element too: identifying attributes hide in them.
             self.push(Frame::Sequence {
                 implicit: implicit && self.explicit,
+                end,
+                fragments,
             });
             return false;
         }
         match wanted(tag) {
             // Attributes after Pixel Data are walked, not extracted.
-            Some(_) if self.frames.is_empty() && !sequence && self.pixel.is_none() => {
+            Some(_) if self.frames.is_empty() && self.pixel.is_none() => {
                 if len > MAX_KEPT {
                     self.malformed(format!(
                         "{} is {len} bytes, far longer than its VR allows",
@@ -594,9 +698,62 @@ impl HeaderParser {
                     self.want = Want::Value { tag, len };
                 }
             }
-            _ => self.skip(tag, len),
+            _ => {
+                let probe = identifying::bit(tag).unwrap_or(0);
+                let untyped = vr_bytes.is_none() || vr_bytes == Some(b"UN");
+                if probe == 0
+                    && untyped
+                    && len >= 8
+                    && self.stage == Stage::DataSet
+                    && may_be_sequence(tag)
+                {
+                    if self.remaining().is_some_and(|r| u64::from(len) > r) {
+                        return self.too_long(tag, len);
+                    }
+                    self.buf.clear();
+                    self.want = Want::Peek { tag, len };
+                } else {
+                    self.skip_probing(tag, len, probe);
+                }
+            }
         }
         false
+    }
+
+    /// The first 8 bytes of a value without a stated VR are in `buf`: an item header that fits the
+    /// value makes it a sequence (the header is then handled as its first item's); anything else is
+    /// skipped.
+    fn peeked(&mut self, tag: u32, len: u32) {
+        let item_len = u32::from_le_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]);
+        if self.buf[..4] == ITEM_TAG_LE && (item_len == UNDEFINED || item_len <= len - 8) {
+            self.push(Frame::Sequence {
+                implicit: self.explicit,
+                end: Some(self.stream - 8 + u64::from(len)),
+                fragments: false,
+            });
+            self.want = Want::Header;
+            let item = std::mem::take(&mut self.buf);
+            self.element(&item);
+        } else {
+            self.buf.clear();
+            self.current = tag;
+            let left = u64::from(len) - 8;
+            self.want = if left > 0 {
+                Want::Skip { left, probe: 0 }
+            } else {
+                self.after_value()
+            };
+        }
+    }
+
+    /// Leaves the defined-length sequences and items whose end the stream has reached.
+    fn close_frames(&mut self) {
+        while let Some(end) = self.frames.last().and_then(Frame::end) {
+            if self.stream < end {
+                break;
+            }
+            self.frames.pop();
+        }
     }
 
     fn too_long(&mut self, tag: u32, len: u32) -> bool {
@@ -610,10 +767,18 @@ impl HeaderParser {
     }
 
     fn skip(&mut self, tag: u32, len: u32) {
+        self.skip_probing(tag, len, 0);
+    }
+
+    /// Skips a value by counting; with a `probe` bit, notes whether the value has content.
+    fn skip_probing(&mut self, tag: u32, len: u32, probe: u64) {
         if self.remaining().is_some_and(|r| u64::from(len) > r) {
             self.too_long(tag, len);
         } else if len > 0 {
-            self.want = Want::Skip(u64::from(len));
+            self.want = Want::Skip {
+                left: u64::from(len),
+                probe,
+            };
         }
     }
 
@@ -642,7 +807,10 @@ impl HeaderParser {
                     p.length += 8 + u64::from(len);
                 }
                 self.want = if len > 0 {
-                    Want::Skip(u64::from(len))
+                    Want::Skip {
+                        left: u64::from(len),
+                        probe: 0,
+                    }
                 } else {
                     Want::Fragment
                 };
@@ -673,6 +841,13 @@ impl HeaderParser {
     fn keep(&mut self, tag: u32) {
         let Some(kind) = wanted(tag) else { return };
         let raw = &self.buf;
+        if tag == 0x0010_0020 {
+            if raw.iter().any(|b| identifying::is_content(*b)) {
+                self.identifying |= identifying::bit(tag).unwrap_or(0);
+            }
+            self.patient_id = PatientId::from_value(raw);
+            return;
+        }
         match kind {
             Kind::Text => {
                 let text = String::from_utf8_lossy(raw);
@@ -683,7 +858,6 @@ impl HeaderParser {
                     0x0002_0010 => &mut self.header.transfer_syntax,
                     0x0008_0016 => &mut self.header.sop_class_uid,
                     0x0008_0018 => &mut self.header.sop_instance_uid,
-                    0x0010_0020 => &mut self.header.patient_id,
                     0x0020_000D => &mut self.header.study_instance_uid,
                     0x0020_000E => &mut self.header.series_instance_uid,
                     0x0008_0060 => &mut self.header.modality,

@@ -4,6 +4,11 @@
 /// A Part 10 file up to and including the Pixel Data element header (`OW`, `pixel_bytes` long);
 /// the SOP Instance UID ends with `instance`. Append `pixel_bytes` bytes to complete it.
 pub fn header(instance: u32, pixel_bytes: u64) -> Vec<u8> {
+    header_for_patient(instance, pixel_bytes, "SUBJ-0001")
+}
+
+/// [`header`] with the given Patient ID (0010,0020).
+pub fn header_for_patient(instance: u32, pixel_bytes: u64, patient_id: &str) -> Vec<u8> {
     fn element(out: &mut Vec<u8>, group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) {
         let mut value = value.to_vec();
         if value.len() % 2 == 1 {
@@ -48,7 +53,7 @@ pub fn header(instance: u32, pixel_bytes: u64) -> Vec<u8> {
     element(&mut out, 0x0008, 0x0018, b"UI", sop.as_bytes());
     element(&mut out, 0x0008, 0x0020, b"DA", b"20261127");
     element(&mut out, 0x0008, 0x0060, b"CS", b"MR");
-    element(&mut out, 0x0010, 0x0020, b"LO", b"SUBJ-0001");
+    element(&mut out, 0x0010, 0x0020, b"LO", patient_id.as_bytes());
     element(
         &mut out,
         0x0020,

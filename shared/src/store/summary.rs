@@ -1,6 +1,7 @@
 //! The per-subject imaging summary the subject report reads: studies and series (sets of UIDs),
 //! instances per modality, study dates (the last one is their maximum), uploads pending,
-//! quarantined and failed. Kept from the imaging-events queue; every event applies once, whatever
+//! quarantined and failed, uploads flagged for a Patient ID that is not the subject's
+//! ([`crate::identity`]). Kept from the imaging-events queue; every event applies once, whatever
 //! its deliveries or their order, through a marker item per upload written in the same transaction
 //! as the counters — one write per event, so no part of an event can be applied without the rest.
 
@@ -116,6 +117,13 @@ impl DynamoImagingSummary {
                 update = update
                     .expression_attribute_values(":study", AttributeValue::Ss(vec![study.clone()]));
             }
+            if e.patient_mismatch.is_some() {
+                adds.push("#mismatches :upload".to_owned());
+                update = update.expression_attribute_values(
+                    ":upload",
+                    AttributeValue::Ss(vec![e.upload_id.clone()]),
+                );
+            }
             if let Some(series) = &e.series_instance_uid {
                 adds.push("#series :series".to_owned());
                 update = update.expression_attribute_values(
@@ -142,6 +150,7 @@ impl DynamoImagingSummary {
             ("#studies", "studies"),
             ("#series", "series"),
             ("#dates", "studyDates"),
+            ("#mismatches", "patientMismatchUploads"),
         ] {
             if adds.iter().any(|a| a.contains(placeholder)) {
                 update = update.expression_attribute_names(placeholder, name);
@@ -287,6 +296,12 @@ impl DynamoImagingSummary {
                 .chain(item.get("lastStudyDate").and_then(|v| v.as_s().ok()))
                 .max()
                 .cloned();
+            let mut mismatches: Vec<String> = item
+                .get("patientMismatchUploads")
+                .and_then(|v| v.as_ss().ok())
+                .cloned()
+                .unwrap_or_default();
+            mismatches.sort();
             let by_modality: serde_json::Map<String, serde_json::Value> = item
                 .iter()
                 .filter_map(|(k, v)| {
@@ -307,6 +322,8 @@ impl DynamoImagingSummary {
                 "pending": num("pending"),
                 "quarantined": num("quarantined"),
                 "failed": num("failed"),
+                "patientMismatches": mismatches.len(),
+                "patientMismatchUploads": mismatches,
             })
         }))
     }
