@@ -2,7 +2,9 @@
 
 mod auth;
 mod bad_input;
+mod copy;
 mod corpus;
+mod deploy;
 mod events;
 mod multipart;
 mod openapi;
