@@ -1,6 +1,6 @@
 # The two commands: `make dev` runs the system locally and walks its main job; `make test` runs
-# everything CI runs.
-.PHONY: dev test setup token lint build bench clean
+# the tests. `make package` builds what `sam deploy` takes; CI (.ci/run) runs test, then package.
+.PHONY: dev test setup token lint build package bench clean
 
 dev:
 	@bash scripts/dev.sh
@@ -13,6 +13,11 @@ setup:
 
 build:
 	cargo build --workspace
+
+# The deployable build (README, Deploy): its own venv with aws-sam-cli, cargo-lambda and ziglang;
+# sam validate --lint; sam build (arm64 binaries); a check of every function's bootstrap.
+package:
+	@bash scripts/package.sh
 
 # The benchmarks (README, Performance): the inspector beside openssl, peak RSS, header parse beside pydicom.
 bench:
@@ -34,4 +39,4 @@ token:
 
 clean:
 	cargo clean
-	rm -rf .venv
+	rm -rf .venv .venv-deploy .aws-sam

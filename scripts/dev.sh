@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build -q -p clinflow-local
-bin=target/debug/clinflow-local
 py=.venv/bin/python
+# Where cargo put it: target/, or CARGO_TARGET_DIR / build.target-dir when set.
+target_dir=$(cargo metadata -q --format-version 1 --no-deps | "$py" -c "import json,sys; print(json.load(sys.stdin)['target_directory'])")
+bin=$target_dir/debug/clinflow-local
 export CLINFLOW_API_ADDR=${CLINFLOW_API_ADDR:-127.0.0.1:3000}
 
 log=$(mktemp -t clinflow-dev.XXXXXX)

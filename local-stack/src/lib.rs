@@ -156,12 +156,18 @@ impl LocalStack {
         } else {
             std::env::var("AWS_ACCOUNT_ID").unwrap_or_else(|_| emulator::MOTO_ACCOUNT.to_owned())
         };
+        // Many local stacks share one emulator (a test each): each names its bucket after itself
+        // unless BucketNamePrefix is given, as a deployment per stack would.
+        let mut parameters = options.parameters.clone();
+        parameters
+            .entry("BucketNamePrefix".into())
+            .or_insert_with(|| options.stack_name.to_ascii_lowercase());
         let mut template = Template::load(
             &options.template,
             &options.stack_name,
             &options.region,
             &account,
-            &options.parameters,
+            &parameters,
         )?;
         let config = emulator_config(endpoint, &options.region, options.admin.as_ref()).await;
         let clients = AwsClients::from_config(&config, true);

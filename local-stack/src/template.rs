@@ -1,7 +1,9 @@
 //! Reads template.yaml the way CloudFormation would for the parts the local stack needs: parameters
-//! (defaults and overrides), pseudo parameters, conditions, and the intrinsic functions the template
-//! uses (`Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::If`, `Fn::Equals`, `Fn::Join`, `Fn::Select`). Names and
-//! wiring come from here; nothing is typed twice.
+//! (defaults and overrides), pseudo parameters, mappings, conditions, the `Rules` assertions (a
+//! parameter set a deployment would refuse is refused here too), and the intrinsic functions the
+//! template uses (`Ref`, `Fn::Sub`, `Fn::GetAtt`, `Fn::If`, `Fn::Equals`, `Fn::Not`, `Fn::And`,
+//! `Fn::Or`, `Fn::Join`, `Fn::Select`, `Fn::FindInMap`). Names and wiring come from here; nothing is
+//! typed twice.
 
 use serde_json::{Map, Value as Json};
 use serde_yaml::Value as Yaml;
@@ -115,7 +117,37 @@ impl Template {
             let value = template.condition(&expr)?;
             template.conditions.insert(name, value);
         }
+        template.check_rules()?;
         Ok(template)
+    }
+
+    /// CloudFormation's `Rules`: each assertion whose rule applies must hold for the parameters given,
+    /// or the deployment is refused before anything is created.
+    fn check_rules(&self) -> Result<(), TemplateError> {
+        for (name, rule) in self.section("Rules") {
+            if let Some(applies) = rule.get("RuleCondition") {
+                if !self.condition(applies)? {
+                    continue;
+                }
+            }
+            let assertions = rule
+                .get("Assertions")
+                .and_then(Yaml::as_sequence)
+                .ok_or_else(|| invalid(format!("rule {name} has no Assertions")))?;
+            for assertion in assertions {
+                let holds = self.condition(assertion.get("Assert").ok_or_else(|| {
+                    invalid(format!("rule {name}: an assertion without Assert"))
+                })?)?;
+                if !holds {
+                    let why = assertion
+                        .get("AssertDescription")
+                        .and_then(Yaml::as_str)
+                        .unwrap_or("assertion failed");
+                    return Err(invalid(format!("rule {name}: {why}")));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn section(&self, name: &str) -> impl Iterator<Item = (String, &Yaml)> {
@@ -411,6 +443,38 @@ impl Template {
                 Yaml::Sequence(v) if v.len() == 1 => Ok(Json::Bool(!self.condition(&v[0])?)),
                 _ => Err(invalid("Not takes one condition")),
             },
+            "And" | "Or" => match arg {
+                Yaml::Sequence(v) if !v.is_empty() => {
+                    let values = v
+                        .iter()
+                        .map(|c| self.condition(c))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Json::Bool(if name == "And" {
+                        values.iter().all(|b| *b)
+                    } else {
+                        values.iter().any(|b| *b)
+                    }))
+                }
+                _ => Err(invalid(format!("{name} takes a list of conditions"))),
+            },
+            "FindInMap" => match arg {
+                Yaml::Sequence(v) if v.len() == 3 => {
+                    let (map, top, second) = (text(&v[0])?, text(&v[1])?, text(&v[2])?);
+                    let value = self
+                        .root
+                        .get("Mappings")
+                        .and_then(|m| m.get(map.as_str()))
+                        .and_then(|m| m.get(top.as_str()))
+                        .and_then(|m| m.get(second.as_str()))
+                        .ok_or_else(|| {
+                            invalid(format!("FindInMap {map}.{top}.{second}: no such entry"))
+                        })?;
+                    self.eval(value)
+                }
+                _ => Err(invalid(
+                    "FindInMap takes [map, top-level key, second-level key]",
+                )),
+            },
             "Join" => match arg {
                 Yaml::Sequence(v) if v.len() == 2 => {
                     let sep = text(&v[0])?;
@@ -531,5 +595,81 @@ Resources:
         .unwrap();
         let props = t.eval(t.resources()[0].properties);
         assert!(props.is_err(), "GetAtt of an unknown ARN fails loudly");
+    }
+
+    const RULES: &str = r#"
+Parameters:
+  Level: {Type: String, Default: info}
+  Reserved: {Type: Number, Default: 0}
+Mappings:
+  Levels:
+    info: {Lambda: INFO}
+    debug: {Lambda: DEBUG}
+Conditions:
+  Reserve: !Not [!Equals [!Ref Reserved, "0"]]
+  Both: !And [!Condition Reserve, !Equals [!Ref Level, debug]]
+  Either: !Or [!Condition Reserve, !Equals [!Ref Level, debug]]
+Rules:
+  NotOne:
+    Assertions:
+      - Assert: !Not [!Equals [!Ref Reserved, "1"]]
+        AssertDescription: Reserved is 0 or at least 2.
+  OnlyWhenDebug:
+    RuleCondition: !Equals [!Ref Level, debug]
+    Assertions:
+      - Assert: !Not [!Equals [!Ref Reserved, "3"]]
+        AssertDescription: not 3 when debugging.
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Level: !FindInMap [Levels, !Ref Level, Lambda]
+      Both: !If [Both, yes, no]
+      Either: !If [Either, yes, no]
+"#;
+
+    fn with(params: &[(&str, &str)]) -> Result<Template, TemplateError> {
+        let overrides = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Template::parse(RULES, "st", "r", "1", &overrides)
+    }
+
+    #[test]
+    fn mappings_and_logical_conditions() {
+        let t = with(&[]).unwrap();
+        let props = t.eval(t.resources()[0].properties).unwrap();
+        assert_eq!(props["Level"], "INFO");
+        assert_eq!(
+            (props["Both"].as_str(), props["Either"].as_str()),
+            (Some("no"), Some("no"))
+        );
+        let t = with(&[("Level", "debug"), ("Reserved", "2")]).unwrap();
+        let props = t.eval(t.resources()[0].properties).unwrap();
+        assert_eq!(props["Level"], "DEBUG");
+        assert_eq!(
+            (props["Both"].as_str(), props["Either"].as_str()),
+            (Some("yes"), Some("yes"))
+        );
+        let t = with(&[("Level", "trace")]).unwrap();
+        assert!(
+            t.eval(t.resources()[0].properties).is_err(),
+            "a missing entry fails loudly"
+        );
+    }
+
+    #[test]
+    fn rules_refuse_the_parameters_a_deployment_would_refuse() {
+        let refused = with(&[("Reserved", "1")]).err().map(|e| e.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some("template: rule NotOne: Reserved is 0 or at least 2.")
+        );
+        assert!(
+            with(&[("Reserved", "3")]).is_ok(),
+            "the rule's condition does not hold"
+        );
+        assert!(with(&[("Reserved", "3"), ("Level", "debug")]).is_err());
     }
 }

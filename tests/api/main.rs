@@ -2,8 +2,10 @@
 
 mod auth;
 mod bad_input;
+mod copy;
 mod corpus;
 mod crash_windows;
+mod deploy;
 mod events;
 mod failures;
 mod iam;

@@ -93,3 +93,43 @@ fn the_checker_refuses_what_openapi_does_not_document() {
         .unwrap_err();
     assert!(err.contains("does not match"), "{err}");
 }
+
+/// A QUARANTINED record's `statusReason` is one of the reasons process-dicom writes (`decide`), so
+/// every quarantine the pipeline tests read through the API is checked against that list; a reason
+/// the code adds without documenting it fails them.
+#[test]
+fn quarantine_reasons_are_the_ones_process_dicom_writes() {
+    let text = std::fs::read_to_string(local_stack::emulator::repo_root().join("openapi.yaml"))
+        .expect("openapi.yaml");
+    let doc: serde_json::Value = serde_yaml::from_str(&text).expect("YAML");
+    let rule = &doc["components"]["schemas"]["UploadProperties"];
+    assert_eq!(rule["if"]["properties"]["status"]["const"], "QUARANTINED");
+    let then = jsonschema::validator_for(&rule["then"]).expect("a schema");
+    for reason in [
+        "malware: Eicar-Test-Signature",
+        "unscannable: stream longer than clamd's StreamMaxLength",
+        "size_mismatch: declared 700 bytes, received 699",
+        "checksum_mismatch",
+        "not_dicom",
+        "malformed: no SOP Instance UID (0008,0018)",
+        "malformed: element (7FE0,0010) runs past the end of the object",
+    ] {
+        assert!(
+            then.is_valid(&json!({ "statusReason": reason })),
+            "{reason}"
+        );
+    }
+    for reason in [
+        "infected",
+        "size_mismatch",
+        "checksum_mismatch: x",
+        "clean",
+        "",
+    ] {
+        assert!(
+            !then.is_valid(&json!({ "statusReason": reason })),
+            "{reason}"
+        );
+    }
+    assert!(!then.is_valid(&json!({})), "a quarantine always says why");
+}

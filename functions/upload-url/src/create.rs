@@ -1,15 +1,16 @@
 //! `POST /v1/uploads`: parse the declaration, check the caller may upload for the subject, plan the
 //! upload (single PUT or multipart), presign, and record it. Bad input writes nothing.
 
+use crate::multipart::{next_parts, presign_parts, PART_URLS_PER_RESPONSE};
 use crate::request::{self, json_body, RequestMeta};
-use crate::view::{self, CreatedUpload, PartUrl, UploadInstructions, UploadView};
+use crate::view::{self, ApiCall, CreatedUpload, PartUrl, UploadInstructions, UploadView};
 use crate::UploadApi;
 use chrono::Utc;
 use lambda_http::{http::StatusCode, Body, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::auth::{Caller, Role};
 use shared::domain::{
-    part_length, ObjectKey, Sha256Digest, SubjectId, Upload, UploadId, UploadMode, UploadStatus,
+    ObjectKey, Sha256Digest, SubjectId, Upload, UploadId, UploadMode, UploadStatus,
 };
 use shared::problem::Problem;
 use shared::store::dynamodb::upload_entity;
@@ -137,7 +138,6 @@ pub(crate) async fn create_upload(
         &id,
     );
     let objects = &api.objects;
-    let ttl = api.config.url_ttl;
 
     let (mode, instructions) = if declared.size_bytes > api.config.multipart_threshold {
         let part_size = api.config.part_size_for(declared.size_bytes);
@@ -147,31 +147,33 @@ pub(crate) async fn create_upload(
             .create_multipart(&key, DICOM_CONTENT_TYPE)
             .await
             .map_err(request::store)?;
-        let mut parts = Vec::with_capacity(part_count as usize);
-        for part_number in 1..=part_count {
-            let size = part_length(declared.size_bytes, part_size, part_number);
-            match objects
-                .presign_part(&key, &s3_upload_id, part_number, size, ttl)
-                .await
-            {
-                Ok(request) => parts.push(PartUrl {
-                    part_number,
-                    size,
-                    request,
-                }),
-                Err(e) => {
-                    let _ = objects.abort_multipart(&key, &s3_upload_id).await;
-                    return Err(request::store(e));
-                }
+        // The first batch of part URLs; `next` hands out the rest (Lambda's 6 MB response limit).
+        let batch = part_count.min(PART_URLS_PER_RESPONSE as u32);
+        let numbers: Vec<u32> = (1..=batch).collect();
+        let parts = match presign_parts(
+            api,
+            &key,
+            &s3_upload_id,
+            declared.size_bytes,
+            part_size,
+            &numbers,
+        )
+        .await
+        {
+            Ok(parts) => parts,
+            Err(e) => {
+                let _ = objects.abort_multipart(&key, &s3_upload_id).await;
+                return Err(request::store(e));
             }
-        }
+        };
+        let next = (part_count > batch).then(|| next_parts(&id, batch + 1));
         (
             UploadMode::Multipart {
                 s3_upload_id,
                 part_size,
                 part_count,
             },
-            Instructions::Multipart(parts),
+            Instructions::Multipart(parts, next),
         )
     } else {
         let put: PresignedHttp = objects
@@ -180,7 +182,7 @@ pub(crate) async fn create_upload(
                 declared.size_bytes,
                 DICOM_CONTENT_TYPE,
                 &declared.sha256.to_base64(),
-                ttl,
+                api.config.url_ttl,
             )
             .await
             .map_err(request::store)?;
@@ -232,8 +234,8 @@ pub(crate) async fn create_upload(
 
     let upload_instructions = match instructions {
         Instructions::Single(put) => UploadInstructions::single(put, &expires_at),
-        Instructions::Multipart(parts) => {
-            UploadInstructions::multipart(&upload, parts, &expires_at)
+        Instructions::Multipart(parts, next) => {
+            UploadInstructions::multipart(&upload, parts, next, &expires_at)
         }
     };
     let mut response = view::json(
@@ -253,7 +255,8 @@ pub(crate) async fn create_upload(
 
 enum Instructions {
     Single(PresignedHttp),
-    Multipart(Vec<PartUrl>),
+    /// The first batch of parts, and where the next batch is.
+    Multipart(Vec<PartUrl>, Option<ApiCall>),
 }
 
 #[cfg(test)]

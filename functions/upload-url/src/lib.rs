@@ -23,6 +23,7 @@ mod view;
 
 pub use config::Config;
 
+use lambda_http::request::RequestContext;
 use lambda_http::{http::Method, Body, Request, RequestExt, Response};
 use request::RequestMeta;
 use shared::aws::AwsClients;
@@ -93,6 +94,33 @@ impl Route {
 /// The route a request names, for metrics (`unknown` for none).
 fn route_label(method: &Method, path: &str) -> &'static str {
     route(method, path).map_or("unknown", |r| r.label())
+}
+
+/// The request's path as the API defines it: the path of the route API Gateway matched (its
+/// `routeKey`, e.g. `GET /v1/uploads/{uploadId}`) with the path parameters it extracted. A named
+/// stage (`/prod/v1/...`) or a custom domain's base path (`/imaging/v1/...`) is in the raw path
+/// but not in the route, so the handler routes the same behind any of them. Without a route key
+/// (or with `$default`), the raw path.
+fn api_path(request: &Request) -> String {
+    let route_key = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.as_deref(),
+        _ => None,
+    };
+    let Some((_method, template)) = route_key.and_then(|k| k.split_once(' ')) else {
+        return request.raw_http_path().to_owned();
+    };
+    let parameters = request.path_parameters();
+    let segments: Option<Vec<&str>> = template
+        .split('/')
+        .map(
+            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => parameters.first(name.trim_end_matches('+')),
+                None => Some(segment),
+            },
+        )
+        .collect();
+    // A parameter the route names but the event lacks: nothing to route by.
+    segments.map_or_else(String::new, |s| s.join("/"))
 }
 
 impl UploadApi {
@@ -178,10 +206,7 @@ impl UploadApi {
             };
             tracing::Span::current().record("status", response.status().as_u16());
             shared::metrics::Metrics::new("upload-url")
-                .dimension(
-                    "Route",
-                    route_label(request.method(), request.raw_http_path()),
-                )
+                .dimension("Route", route_label(request.method(), &api_path(&request)))
                 .dimension(
                     "StatusClass",
                     format!("{}xx", response.status().as_u16() / 100),
@@ -200,8 +225,7 @@ impl UploadApi {
         meta: &RequestMeta,
         request: &Request,
     ) -> Result<Response<Body>, Problem> {
-        let path = request.raw_http_path();
-        let route = route(request.method(), path)?;
+        let route = route(request.method(), &api_path(request))?;
         tracing::Span::current().record("route", route.label());
         let caller = shared::auth::Caller::from_request(request)?;
         match route {
@@ -209,7 +233,9 @@ impl UploadApi {
             Route::List => list::list_uploads(self, &caller, request).await,
             Route::Get(id) => status::get_upload(self, &caller, &parse_id(&id)?).await,
             Route::Abort(id) => status::abort_upload(self, meta, &caller, &parse_id(&id)?).await,
-            Route::Parts(id) => multipart::list_parts(self, &caller, &parse_id(&id)?).await,
+            Route::Parts(id) => {
+                multipart::list_parts(self, &caller, &parse_id(&id)?, request).await
+            }
             Route::Complete(id) => {
                 multipart::complete_upload(self, meta, &caller, &parse_id(&id)?, request).await
             }
@@ -240,5 +266,120 @@ impl UploadListing for NoListing {
         Err(shared::store::StoreError::Unavailable(
             "no upload listing configured".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "4f9c2a1e-8b7d-4c3a-9e2f-1a2b3c4d5e6f";
+
+    /// An HttpApi (payload 2.0) event for `route_key`, reaching the function under `raw_path`.
+    fn event(route_key: &str, raw_path: &str, stage: &str, id: Option<&str>) -> Request {
+        let (method, _) = route_key.split_once(' ').unwrap();
+        let mut event = serde_json::json!({
+            "version": "2.0",
+            "routeKey": route_key,
+            "rawPath": raw_path,
+            "rawQueryString": "",
+            "headers": {"host": "api.example.org"},
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "a1b2c3d4e5",
+                "domainName": "api.example.org",
+                "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1",
+                         "sourceIp": "203.0.113.10", "userAgent": "test"},
+                "requestId": "r1",
+                "routeKey": route_key,
+                "stage": stage,
+                "time": "27/Nov/2026:10:00:00 +0000",
+                "timeEpoch": 1795773600000u64
+            },
+            "isBase64Encoded": false
+        });
+        if let Some(id) = id {
+            event["pathParameters"] = serde_json::json!({ "uploadId": id });
+        }
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    }
+
+    fn routed(request: &Request) -> Option<&'static str> {
+        route(request.method(), &api_path(request))
+            .ok()
+            .map(|r| r.label())
+    }
+
+    #[test]
+    fn routes_by_route_key_behind_a_named_stage_or_a_base_path() {
+        let cases = [
+            ("POST /v1/uploads", "/v1/uploads".to_owned(), None),
+            (
+                "GET /v1/uploads/{uploadId}",
+                format!("/v1/uploads/{ID}"),
+                Some(ID),
+            ),
+            (
+                "DELETE /v1/uploads/{uploadId}",
+                format!("/v1/uploads/{ID}"),
+                Some(ID),
+            ),
+            (
+                "GET /v1/uploads/{uploadId}/parts",
+                format!("/v1/uploads/{ID}/parts"),
+                Some(ID),
+            ),
+            (
+                "POST /v1/uploads/{uploadId}/complete",
+                format!("/v1/uploads/{ID}/complete"),
+                Some(ID),
+            ),
+        ];
+        for (route_key, path, id) in cases {
+            for (prefix, stage) in [
+                ("", "$default"),
+                ("/prod", "prod"),
+                ("/imaging", "$default"),
+            ] {
+                let request = event(route_key, &format!("{prefix}{path}"), stage, id);
+                assert_eq!(routed(&request), Some(route_key), "{prefix}{path}");
+                assert_eq!(api_path(&request), path, "{prefix}{path}");
+            }
+        }
+        // The raw path alone would not have routed behind the stage.
+        let staged = event(
+            "GET /v1/uploads/{uploadId}",
+            &format!("/prod/v1/uploads/{ID}"),
+            "prod",
+            Some(ID),
+        );
+        assert!(route(staged.method(), staged.raw_http_path()).is_err());
+        match route(staged.method(), &api_path(&staged)) {
+            Ok(Route::Get(id)) => assert_eq!(id, ID),
+            _ => panic!("GET by route key"),
+        }
+    }
+
+    #[test]
+    fn without_a_route_key_the_raw_path_routes_and_a_missing_parameter_routes_nowhere() {
+        let mut bare = event(
+            "GET /v1/uploads/{uploadId}",
+            &format!("/v1/uploads/{ID}"),
+            "$default",
+            Some(ID),
+        );
+        if let Some(RequestContext::ApiGatewayV2(ctx)) =
+            bare.extensions_mut().get_mut::<RequestContext>()
+        {
+            ctx.route_key = None;
+        }
+        assert_eq!(routed(&bare), Some("GET /v1/uploads/{uploadId}"));
+        let missing = event(
+            "GET /v1/uploads/{uploadId}",
+            &format!("/v1/uploads/{ID}"),
+            "$default",
+            None,
+        );
+        assert_eq!(routed(&missing), None);
     }
 }

@@ -119,7 +119,11 @@ pub(crate) enum UploadInstructions {
     Multipart {
         part_size: u64,
         part_count: u32,
+        /// The first parts' URLs (a batch: [`crate::multipart::PART_URLS_PER_RESPONSE`]).
         parts: Vec<PartUrl>,
+        /// Where the next batch is, when the plan has more parts than this one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<ApiCall>,
         complete: ApiCall,
         resume: ApiCall,
         abort: ApiCall,
@@ -135,7 +139,12 @@ impl UploadInstructions {
         }
     }
 
-    pub fn multipart(upload: &Upload, parts: Vec<PartUrl>, expires_at: &DateTime<Utc>) -> Self {
+    pub fn multipart(
+        upload: &Upload,
+        parts: Vec<PartUrl>,
+        next: Option<ApiCall>,
+        expires_at: &DateTime<Utc>,
+    ) -> Self {
         let (part_size, part_count) = match &upload.mode {
             UploadMode::Multipart {
                 part_size,
@@ -148,6 +157,7 @@ impl UploadInstructions {
             part_size,
             part_count,
             parts,
+            next,
             complete: ApiCall {
                 method: "POST",
                 path: format!("/v1/uploads/{}/complete", upload.id),
@@ -181,7 +191,13 @@ pub(crate) struct PartsView {
     pub part_size: u64,
     pub part_count: u32,
     pub received: Vec<StoredPart>,
+    /// Parts storage lacks (or holds at a size the plan does not give), in all.
+    pub missing_count: usize,
+    /// URLs for a page of them: from `?from=` on, at most a batch.
     pub missing: Vec<PartUrl>,
+    /// The next page, when more parts are missing after this one's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<ApiCall>,
     pub complete: ApiCall,
     pub expires_at: String,
 }

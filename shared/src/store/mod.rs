@@ -163,7 +163,8 @@ pub trait IngestObjects: Send + Sync {
         key: &str,
         version: Option<&str>,
     ) -> Result<Option<OpenedObject>, StoreError>;
-    /// Server-side copy of that version to `to`, with tags; multipart copy above 5 GiB.
+    /// Server-side copy of that version to `to`, with tags; multipart copy above 5 GiB, keeping
+    /// the source's Content-Type, metadata and encryption either way.
     async fn copy(
         &self,
         from: &str,
@@ -339,11 +340,14 @@ pub trait UploadObjects: Send + Sync {
         size: u64,
         ttl: Duration,
     ) -> Result<PresignedHttp, StoreError>;
+    /// The parts S3 holds; `Conflict` when S3 no longer knows the multipart upload (completed or
+    /// aborted).
     async fn list_parts(
         &self,
         key: &ObjectKey,
         s3_upload_id: &str,
     ) -> Result<Vec<StoredPart>, StoreError>;
+    /// Assembles the parts; `Conflict` when S3 no longer knows the multipart upload.
     async fn complete_multipart(
         &self,
         key: &ObjectKey,

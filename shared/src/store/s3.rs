@@ -162,7 +162,7 @@ impl UploadObjects for S3Uploads {
                 .set_part_number_marker(marker.take())
                 .send()
                 .await
-                .map_err(|e| sdk_failure("ListParts", e))?;
+                .map_err(|e| no_such_upload_or("ListParts", e))?;
             for p in out.parts() {
                 let (Some(number), Some(etag)) = (p.part_number(), p.e_tag()) else {
                     continue;
@@ -209,7 +209,7 @@ impl UploadObjects for S3Uploads {
             )
             .send()
             .await
-            .map_err(|e| sdk_failure("CompleteMultipartUpload", e))?;
+            .map_err(|e| no_such_upload_or("CompleteMultipartUpload", e))?;
         Ok(())
     }
 
@@ -248,6 +248,23 @@ impl UploadObjects for S3Uploads {
     }
 }
 
+/// S3's `NoSuchUpload` (the multipart upload was completed or aborted) as a [`StoreError::Conflict`];
+/// any other failure as usual.
+fn no_such_upload_or<E, R>(
+    operation: &'static str,
+    err: aws_sdk_s3::error::SdkError<E, R>,
+) -> StoreError
+where
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    if err.as_service_error().and_then(|e| e.code()) == Some("NoSuchUpload") {
+        tracing::info!(operation, "the multipart upload no longer exists");
+        return StoreError::Conflict(format!("{operation}: no such multipart upload"));
+    }
+    sdk_failure(operation, err)
+}
+
 /// Percent-encodes a key for `x-amz-copy-source` and tagging: all but unreserved characters and `/`.
 fn encode(raw: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(raw.len());
@@ -273,6 +290,9 @@ const COPY_PART: u64 = 512 * 1024 * 1024;
 pub struct S3Ingest {
     client: Client,
     bucket: String,
+    /// Objects up to this size are copied with one CopyObject; larger ones part by part.
+    single_copy_limit: u64,
+    copy_part: u64,
 }
 
 impl S3Ingest {
@@ -280,7 +300,17 @@ impl S3Ingest {
         Self {
             client,
             bucket: bucket.into(),
+            single_copy_limit: MAX_SINGLE_COPY,
+            copy_part: COPY_PART,
         }
+    }
+
+    /// Lower limits than S3's, so a test takes the multipart copy with a few MiB (parts of at least
+    /// 5 MiB but the last, as S3 requires).
+    pub fn with_copy_limits(mut self, single_copy_limit: u64, copy_part: u64) -> Self {
+        self.single_copy_limit = single_copy_limit;
+        self.copy_part = copy_part.max(5 * 1024 * 1024);
+        self
     }
 
     fn copy_source(&self, key: &str, version: Option<&str>) -> String {
@@ -349,7 +379,8 @@ impl IngestObjects for S3Ingest {
             .collect::<Vec<_>>()
             .join("&");
         let source = self.copy_source(from, version);
-        if size <= MAX_SINGLE_COPY {
+        if size <= self.single_copy_limit {
+            // CopyObject keeps the source's Content-Type and metadata (MetadataDirective COPY).
             self.client
                 .copy_object()
                 .bucket(&self.bucket)
@@ -362,12 +393,32 @@ impl IngestObjects for S3Ingest {
                 .map_err(|e| sdk_failure("CopyObject", e))?;
             return Ok(());
         }
+        // A multipart copy starts a new object: it inherits nothing from its source, so what the
+        // source carries (Content-Type, metadata, encryption) is given again.
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(from)
+            .set_version_id(version.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| sdk_failure("HeadObject (copy)", e))?;
         let upload_id = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(to)
             .tagging(tagging)
+            .set_content_type(head.content_type)
+            .set_content_encoding(head.content_encoding)
+            .set_content_disposition(head.content_disposition)
+            .set_content_language(head.content_language)
+            .set_cache_control(head.cache_control)
+            .set_metadata(head.metadata)
+            .set_server_side_encryption(head.server_side_encryption)
+            .set_ssekms_key_id(head.ssekms_key_id)
+            .set_bucket_key_enabled(head.bucket_key_enabled)
             .send()
             .await
             .map_err(|e| sdk_failure("CreateMultipartUpload (copy)", e))?
@@ -377,7 +428,7 @@ impl IngestObjects for S3Ingest {
         let mut start = 0u64;
         let mut number = 1i32;
         while start < size {
-            let end = (start + COPY_PART).min(size) - 1;
+            let end = (start + self.copy_part).min(size) - 1;
             let copied = self
                 .client
                 .upload_part_copy()

@@ -1,0 +1,252 @@
+//! What `sam deploy` meets in a real account, checked on the template as CloudFormation evaluates it:
+//! the bucket's name (global, lowercase, at most 63 characters) comes from `BucketNamePrefix`, never
+//! the stack name, and every ARN of it names that bucket; reserved concurrency a new account can
+//! deploy, and an ingest queue that never drives more than process-dicom may run; Lambda keeps the
+//! log lines `LogLevel` asks for.
+
+use local_stack::emulator::{repo_root, MOTO_ACCOUNT};
+use local_stack::template::{json_number, Template, TemplateError};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// The longest region names (14 characters) and a stack name S3 would refuse as a bucket name.
+const LONG_REGION: &str = "ap-southeast-5";
+const STACK: &str = "Clinflow-Production-Imaging-Stack-2026";
+
+fn load(stack: &str, region: &str, params: &[(&str, &str)]) -> Result<Template, TemplateError> {
+    let overrides: HashMap<String, String> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Template::load(
+        &repo_root().join("template.yaml"),
+        stack,
+        region,
+        MOTO_ACCOUNT,
+        &overrides,
+    )
+}
+
+/// The template with every resource "created": the bucket under the name its properties give,
+/// everything else named by its logical id (enough to evaluate any property).
+fn wired(stack: &str, region: &str, params: &[(&str, &str)]) -> (Template, String) {
+    let mut t = load(stack, region, params).unwrap();
+    let bucket = t
+        .resources_of("AWS::S3::Bucket")
+        .iter()
+        .find(|r| r.logical_id == "UploadBucket")
+        .map(|r| t.eval(&r.properties["BucketName"]).unwrap())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .expect("UploadBucket has a BucketName");
+    let ids: Vec<String> = t.resources().into_iter().map(|r| r.logical_id).collect();
+    for id in ids {
+        let name = if id == "UploadBucket" {
+            bucket.clone()
+        } else {
+            id.clone()
+        };
+        t.set_arn(&id, format!("arn:aws:x:::{name}"));
+        t.set_attribute(&id, "QueueName", &name);
+        t.set_ref(&id, name);
+    }
+    (t, bucket)
+}
+
+fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|i| strings(i, out)),
+        Value::Object(m) => m.values().for_each(|i| strings(i, out)),
+        _ => {}
+    }
+}
+
+fn is_valid_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+#[test]
+fn the_bucket_is_named_from_its_prefix_and_every_arn_of_it_agrees() {
+    let longest = "a".repeat(25);
+    for params in [vec![], vec![("BucketNamePrefix", longest.as_str())]] {
+        let (t, bucket) = wired(STACK, LONG_REGION, &params);
+        assert!(
+            is_valid_bucket_name(&bucket),
+            "{bucket:?} ({} characters) is no S3 bucket name",
+            bucket.len()
+        );
+        assert!(
+            !bucket.contains("Clinflow") && !bucket.contains("Production"),
+            "{bucket}: not built from the stack name"
+        );
+        let mut arns = Vec::new();
+        let evaluated: Vec<Value> = t
+            .resources()
+            .iter()
+            .map(|r| t.eval(r.properties).unwrap())
+            .collect();
+        for props in &evaluated {
+            let mut all = Vec::new();
+            strings(props, &mut all);
+            arns.extend(
+                all.into_iter()
+                    .filter_map(|s| s.strip_prefix("arn:aws:s3:::"))
+                    .map(|rest| rest.split('/').next().unwrap_or(rest).to_owned()),
+            );
+        }
+        // Function policies, the bucket policy, and the queue policy's SourceArn.
+        assert!(arns.len() >= 8, "{arns:?}");
+        for arn_bucket in &arns {
+            assert_eq!(arn_bucket, &bucket, "every S3 ARN names the upload bucket");
+        }
+    }
+    // A prefix S3 or the 63-character limit would refuse is refused by the parameter's own rules.
+    let spec = serde_yaml::from_str::<serde_yaml::Value>(
+        &std::fs::read_to_string(repo_root().join("template.yaml")).unwrap(),
+    )
+    .unwrap()["Parameters"]["BucketNamePrefix"]
+        .clone();
+    assert_eq!(spec["MaxLength"].as_u64(), Some(25));
+    let pattern = spec["AllowedPattern"].as_str().unwrap();
+    assert!(pattern.starts_with('^') && pattern.ends_with('$'));
+}
+
+fn function(t: &Template, logical_id: &str) -> Value {
+    let f = t
+        .resources_of("AWS::Serverless::Function")
+        .into_iter()
+        .find(|f| f.logical_id == logical_id)
+        .unwrap_or_else(|| panic!("{logical_id}"));
+    t.eval(f.properties).unwrap()
+}
+
+/// Every SQS event source of every function drives at most the function's reserved concurrency.
+fn assert_queues_fit_reservations(t: &Template) {
+    for f in t.resources_of("AWS::Serverless::Function") {
+        let props = t.eval(f.properties).unwrap();
+        let Some(reserved) = json_number::<u64>(props.get("ReservedConcurrentExecutions")) else {
+            continue;
+        };
+        for (name, event) in props["Events"].as_object().into_iter().flatten() {
+            if event["Type"] != "SQS" {
+                continue;
+            }
+            let drives: u64 =
+                json_number(event.pointer("/Properties/ScalingConfig/MaximumConcurrency"))
+                    .unwrap_or_else(|| panic!("{} {name}: MaximumConcurrency", f.logical_id));
+            assert!(
+                drives <= reserved,
+                "{} {name}: the queue drives {drives}, the function may run {reserved}",
+                f.logical_id
+            );
+        }
+    }
+}
+
+#[test]
+fn reserved_concurrency_defaults_deploy_on_a_new_account_and_queues_fit_reservations() {
+    // Defaults: nothing reserved (a new account has 10 executions in all and can reserve none).
+    let (t, _) = wired(STACK, "us-east-1", &[]);
+    for f in t.resources_of("AWS::Serverless::Function") {
+        let props = t.eval(f.properties).unwrap();
+        assert!(
+            props.get("ReservedConcurrentExecutions").is_none(),
+            "{} reserves concurrency by default",
+            f.logical_id
+        );
+    }
+    let ingest = |t: &Template| {
+        json_number::<u64>(
+            function(t, "ProcessDicomFunction")
+                .pointer("/Events/Ingest/Properties/ScalingConfig/MaximumConcurrency"),
+        )
+    };
+    assert_eq!(
+        ingest(&t),
+        Some(5),
+        "IngestMaximumConcurrency while unreserved"
+    );
+
+    // A reservation below the ingest queue's concurrency: the queue follows the reservation.
+    let (t, _) = wired(
+        STACK,
+        "us-east-1",
+        &[
+            ("ProcessDicomReservedConcurrency", "3"),
+            ("IngestMaximumConcurrency", "50"),
+            ("UploadUrlReservedConcurrency", "20"),
+        ],
+    );
+    assert_eq!(
+        json_number::<u64>(
+            function(&t, "ProcessDicomFunction").get("ReservedConcurrentExecutions")
+        ),
+        Some(3)
+    );
+    assert_eq!(
+        json_number::<u64>(function(&t, "UploadUrlFunction").get("ReservedConcurrentExecutions")),
+        Some(20)
+    );
+    assert_eq!(ingest(&t), Some(3));
+    for params in [
+        vec![],
+        vec![("ProcessDicomReservedConcurrency", "2")],
+        vec![
+            ("ProcessDicomReservedConcurrency", "2"),
+            ("IngestMaximumConcurrency", "1000"),
+        ],
+        vec![
+            ("ProcessDicomReservedConcurrency", "900"),
+            ("IngestMaximumConcurrency", "2"),
+        ],
+    ] {
+        assert_queues_fit_reservations(&wired(STACK, "us-east-1", &params).0);
+    }
+
+    // A reservation of 1 would throttle a queue that drives at least 2: the template's Rules refuse it.
+    let refused = load(
+        STACK,
+        "us-east-1",
+        &[("ProcessDicomReservedConcurrency", "1")],
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        refused.contains("ProcessDicomReservedConcurrency is 0 (unreserved) or at least 2"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn lambda_keeps_the_log_lines_log_level_asks_for() {
+    for (level, lambda) in [
+        ("error", "ERROR"),
+        ("warn", "WARN"),
+        ("info", "INFO"),
+        ("debug", "DEBUG"),
+        ("trace", "TRACE"),
+    ] {
+        let (t, _) = wired(STACK, "us-east-1", &[("LogLevel", level)]);
+        for f in t.resources_of("AWS::Serverless::Function") {
+            let logging = t.function_property(&f, "LoggingConfig").unwrap();
+            assert_eq!(
+                logging["ApplicationLogLevel"], lambda,
+                "{} at {level}",
+                f.logical_id
+            );
+            assert_eq!(logging["LogFormat"], "JSON");
+            assert_eq!(
+                t.function_environment(&f).unwrap()["RUST_LOG"],
+                level,
+                "{}",
+                f.logical_id
+            );
+        }
+    }
+}
