@@ -116,6 +116,41 @@ impl Problem {
     }
 }
 
+/// The answer to one API request, as every HTTP function gives it: a problem becomes its RFC 9457
+/// response (logged as an error when it is the service's fault, as a refusal otherwise, never with
+/// the request's data), and the request is counted and timed as CloudWatch EMF by `function`,
+/// `route` and status class (never an identifier).
+pub fn answer(
+    function: &str,
+    route: &str,
+    path: &str,
+    started: std::time::Instant,
+    result: Result<Response<Body>, Problem>,
+) -> Response<Body> {
+    let response = match result {
+        Ok(response) => response,
+        Err(problem) => {
+            if problem.status >= 500 {
+                tracing::error!(problem = %problem.kind, "request failed");
+            } else {
+                tracing::info!(problem = %problem.kind, "request refused");
+            }
+            problem.instance(path.to_owned()).into_response()
+        }
+    };
+    tracing::Span::current().record("status", response.status().as_u16());
+    crate::metrics::Metrics::new(function)
+        .dimension("Route", route)
+        .dimension(
+            "StatusClass",
+            format!("{}xx", response.status().as_u16() / 100),
+        )
+        .count("Requests", 1)
+        .millis("Latency", started.elapsed())
+        .emit();
+    response
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status, self.kind)

@@ -329,11 +329,29 @@ fn every_dead_letter_queue_and_every_function_is_alarmed_and_on_the_dashboard() 
         .first()
         .map(|d| serde_json::to_value(d.properties).unwrap().to_string())
         .expect("a dashboard");
+    // A DLQ a function consumes (the ingest DLQ) hides its depth: its age is alarmed.
+    let consumed: BTreeSet<String> = t2
+        .resources_of("AWS::Serverless::Function")
+        .iter()
+        .filter_map(|f| f.properties.get("Events").and_then(|e| e.as_mapping()))
+        .flat_map(|events| events.values())
+        .filter(|e| e.get("Type").and_then(|t| t.as_str()) == Some("SQS"))
+        .filter_map(|e| e.get("Properties").and_then(|p| p.get("Queue")))
+        .filter_map(|q| t2.eval(q).ok())
+        .filter_map(|q| q.as_str().map(str::to_owned))
+        .collect();
+    assert!(!consumed.is_empty());
     for dlq in &dlqs {
         assert!(
             alarmed("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq),
             "{dlq}: no depth alarm"
         );
+        if consumed.contains(dlq) {
+            assert!(
+                alarmed("AWS/SQS", "ApproximateAgeOfOldestMessage", dlq),
+                "{dlq} is consumed: no age alarm"
+            );
+        }
         assert!(
             dashboard.contains(dlq.as_str()),
             "{dlq} not on the dashboard"

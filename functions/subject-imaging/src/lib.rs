@@ -76,30 +76,14 @@ impl ImagingApi {
         let span = tracing::info_span!("request", request_id = %request_id, route = ROUTE, status = tracing::field::Empty);
         let started = std::time::Instant::now();
         async {
-            let response = match self.answer(&request).await {
-                Ok(response) => response,
-                Err(problem) => {
-                    if problem.status >= 500 {
-                        tracing::error!(problem = %problem.kind, "request failed");
-                    } else {
-                        tracing::info!(problem = %problem.kind, "request refused");
-                    }
-                    problem
-                        .instance(request.raw_http_path().to_owned())
-                        .into_response()
-                }
-            };
-            tracing::Span::current().record("status", response.status().as_u16());
-            shared::metrics::Metrics::new("subject-imaging")
-                .dimension("Route", ROUTE)
-                .dimension(
-                    "StatusClass",
-                    format!("{}xx", response.status().as_u16() / 100),
-                )
-                .count("Requests", 1)
-                .millis("Latency", started.elapsed())
-                .emit();
-            response
+            let result = self.answer(&request).await;
+            shared::problem::answer(
+                "subject-imaging",
+                ROUTE,
+                request.raw_http_path(),
+                started,
+                result,
+            )
         }
         .instrument(span)
         .await

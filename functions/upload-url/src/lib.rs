@@ -191,29 +191,15 @@ impl UploadApi {
         );
         let started = std::time::Instant::now();
         async {
-            let response = match self.dispatch(&meta, &request).await {
-                Ok(response) => response,
-                Err(problem) => {
-                    if problem.status >= 500 {
-                        tracing::error!(problem = %problem.kind, "request failed");
-                    } else {
-                        tracing::info!(problem = %problem.kind, "request refused");
-                    }
-                    problem
-                        .instance(request.raw_http_path().to_owned())
-                        .into_response()
-                }
-            };
-            tracing::Span::current().record("status", response.status().as_u16());
-            shared::metrics::Metrics::new("upload-url")
-                .dimension("Route", route_label(request.method(), &api_path(&request)))
-                .dimension(
-                    "StatusClass",
-                    format!("{}xx", response.status().as_u16() / 100),
-                )
-                .count("Requests", 1)
-                .millis("Latency", started.elapsed())
-                .emit();
+            let result = self.dispatch(&meta, &request).await;
+            let route = route_label(request.method(), &api_path(&request));
+            let response = shared::problem::answer(
+                "upload-url",
+                route,
+                request.raw_http_path(),
+                started,
+                result,
+            );
             meta.stamp(response)
         }
         .instrument(span)

@@ -16,6 +16,7 @@ use lambda_http::{http::StatusCode, Body, Response};
 use shared::auth::{Caller, Role};
 use shared::domain::{Upload, UploadId, UploadStatus};
 use shared::problem::Problem;
+use std::sync::Arc;
 
 pub(crate) async fn reprocess_upload(
     api: &UploadApi,
@@ -33,7 +34,10 @@ pub(crate) async fn reprocess_upload(
         UploadStatus::Failed => {}
         UploadStatus::Received | UploadStatus::Processing => {
             if upload.status == UploadStatus::Received {
-                send_event(api, &upload).await?;
+                ingest_event(api, &upload)
+                    .await?
+                    .send(&upload.correlation_id)
+                    .await?;
             }
             return view::json(
                 StatusCode::ACCEPTED,
@@ -48,7 +52,10 @@ pub(crate) async fn reprocess_upload(
             ))
         }
     }
-    send_event(api, &upload).await?;
+    // The record first, then the event: an event that reached the processor before the record
+    // left FAILED would be dropped there, leaving the upload RECEIVED with nothing to move it. If
+    // the send fails now, the upload is RECEIVED and a retry of this request sends it again.
+    let event = ingest_event(api, &upload).await?;
     let upload = match transition(
         api,
         upload,
@@ -61,9 +68,15 @@ pub(crate) async fn reprocess_upload(
     {
         Ok(u) => u,
         // A concurrent request moved it first: show where it stands.
-        Err(p) if p.status == 409 => visible_upload(api, caller, id).await?,
+        Err(p) if p.status == 409 => {
+            return view::json(
+                StatusCode::ACCEPTED,
+                &UploadView::for_caller(&visible_upload(api, caller, id).await?, caller),
+            )
+        }
         Err(p) => return Err(p),
     };
+    event.send(&upload.correlation_id).await?;
     view::json(
         StatusCode::ACCEPTED,
         &UploadView::for_caller(&upload, caller),
@@ -71,7 +84,9 @@ pub(crate) async fn reprocess_upload(
 }
 
 /// Sends the object's S3 event (its current version) to the ingest queue.
-async fn send_event(api: &UploadApi, upload: &Upload) -> Result<(), Problem> {
+/// The ObjectCreated event that sends an upload's object to the ingest queue again, ready to send;
+/// refused (nothing written) when there is no queue or no object.
+async fn ingest_event(api: &UploadApi, upload: &Upload) -> Result<IngestEvent, Problem> {
     let Some(ingest) = &api.ingest else {
         tracing::error!("no ingest queue configured (INGEST_QUEUE_URL): cannot reprocess");
         return Err(Problem::unavailable());
@@ -101,8 +116,22 @@ async fn send_event(api: &UploadApi, upload: &Upload) -> Result<(), Problem> {
         "eventName": "ObjectCreated:Reprocess",
         "s3": {"bucket": {"name": api.objects.bucket()}, "object": object},
     }]});
-    ingest
-        .publish(&event.to_string(), &upload.correlation_id)
-        .await
-        .map_err(request::store)
+    Ok(IngestEvent {
+        queue: Arc::clone(ingest),
+        body: event.to_string(),
+    })
+}
+
+struct IngestEvent {
+    queue: Arc<dyn shared::store::EventPublisher>,
+    body: String,
+}
+
+impl IngestEvent {
+    async fn send(&self, correlation_id: &str) -> Result<(), Problem> {
+        self.queue
+            .publish(&self.body, correlation_id)
+            .await
+            .map_err(request::store)
+    }
 }

@@ -182,32 +182,48 @@ impl DynamoUploads {
 }
 
 /// One DynamoDB transaction: `Ok(true)` written, `Ok(false)` refused by one of its conditions.
+///
+/// Real DynamoDB cancels a transaction that meets another one on the same item
+/// (`TransactionConflict`) rather than queueing it; such a cancellation is retried here a few times
+/// with jittered backoff, then reported as unavailable (the caller's retry path takes it).
 pub(crate) async fn transact(
     client: &Client,
     operation: &'static str,
     items: Vec<TransactWriteItem>,
 ) -> Result<bool, StoreError> {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-    match client
-        .transact_write_items()
-        .set_transact_items(Some(items))
-        .send()
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(err) => {
-            let conditional = matches!(
-                err.as_service_error(),
-                Some(TransactWriteItemsError::TransactionCanceledException(t))
-                    if t.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-            );
-            if conditional {
-                Ok(false)
-            } else {
-                Err(sdk_failure(operation, err))
-            }
+    const ATTEMPTS: u32 = 5;
+    for attempt in 1..=ATTEMPTS {
+        let err = match client
+            .transact_write_items()
+            .set_transact_items(Some(items.clone()))
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(err) => err,
+        };
+        let reasons: Vec<String> = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
+                .cancellation_reasons()
+                .iter()
+                .filter_map(|r| r.code().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if reasons.iter().any(|r| r == "ConditionalCheckFailed") {
+            return Ok(false);
         }
+        if reasons.iter().any(|r| r == "TransactionConflict") && attempt < ATTEMPTS {
+            let base = 25u64 << attempt;
+            let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * base / 255;
+            tracing::info!(operation, attempt, "transaction conflict; retrying");
+            tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter / 2)).await;
+            continue;
+        }
+        return Err(sdk_failure(operation, err));
     }
+    Err(StoreError::Unavailable(operation.to_owned()))
 }
 
 pub fn upload_entity(id: &UploadId) -> String {

@@ -378,6 +378,8 @@ where
             || text.contains("ProvisionedThroughputExceeded")
             || text.contains("SlowDown")
             || text.contains("ServiceUnavailable")
+            // A write that met a transaction on its item: DynamoDB asks for a retry.
+            || text.contains("TransactionConflict")
     };
     let message = format!("{operation}: {}", DisplayErrorContext(&err));
     tracing::error!(operation, error = %message, "AWS call failed");
