@@ -63,6 +63,11 @@ identifier!(
     /// A trial (protocol), e.g. `CLIN-2026-01`.
     TrialId, "trial id", 64
 );
+identifier!(
+    /// The subject's key within its trial as the site assigns it at screening (CDISC ODM
+    /// `SubjectKey`), e.g. `BOS-0007`: pseudonymous, unique per trial. Never a name or an MRN.
+    SubjectKey, "subject key", 32
+);
 
 /// A server-chosen upload id (UUID v4, lowercase hyphenated).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,6 +2,8 @@
 //!
 //! - [`domain`]: the values of the trial world, parsed once at the edge (`SubjectId`, `Sha256Digest`, ...)
 //!   and the upload record with its status lifecycle;
+//! - [`clinical`]: subjects, EDC forms (CDISC ODM-shaped, validated against a catalogue) and ePRO
+//!   diary entries: the data the report reads and the clinical routes write;
 //! - [`events`]: the imaging events one stage publishes and the next consumes (one struct for both);
 //! - [`identity`]: wrong-patient detection by a keyed hash of the Patient ID (never the value);
 //! - [`store`]: the ports (small traits) the handlers take, and their AWS adapters;
@@ -14,6 +16,7 @@
 
 pub mod auth;
 pub mod aws;
+pub mod clinical;
 pub mod config;
 pub mod domain;
 pub mod events;

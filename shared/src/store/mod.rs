@@ -1,6 +1,7 @@
 //! Ports: the small traits handlers take their dependencies as, and their AWS adapters
 //! ([`dynamodb`], [`s3`]). Integration tests run the adapters against the emulator.
 
+pub mod clinical;
 pub mod dynamodb;
 pub mod idempotency;
 pub mod instance_listing;
