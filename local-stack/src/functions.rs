@@ -29,6 +29,30 @@ impl HttpFunction for subject_imaging::ImagingApi {
 }
 
 #[async_trait]
+impl HttpFunction for metadata::MetadataApi {
+    async fn invoke(&self, request: Request) -> Response<Body> {
+        self.handle(request).await
+    }
+}
+
+#[async_trait]
+impl HttpFunction for reference_admin::ReferenceAdminApi {
+    async fn invoke(&self, request: Request) -> Response<Body> {
+        self.handle(request).await
+    }
+}
+
+#[async_trait]
+impl crate::pollers::ScheduledFunction for refresh_cache::Refresher {
+    async fn invoke(
+        &self,
+        event: lambda_runtime::LambdaEvent<serde_json::Value>,
+    ) -> Result<(), lambda_runtime::Error> {
+        self.handle(event).await
+    }
+}
+
+#[async_trait]
 impl crate::pollers::SqsFunction for process_dicom::Processor {
     async fn invoke(
         &self,
@@ -69,7 +93,10 @@ pub enum LocalFunction {
 pub const BINARIES: &[&str] = &[
     "imaging-summary",
     "ingest-failures",
+    "metadata",
     "process-dicom",
+    "reference-admin",
+    "refresh-cache",
     "subject-imaging",
     "upload-url",
 ];
@@ -103,6 +130,17 @@ pub fn build(
         }
         "subject-imaging" => Ok(LocalFunction::Http(Arc::new(
             subject_imaging::ImagingApi::from_env(env, clients).map_err(|e| e.to_string())?,
+        ))),
+        // Loads its snapshot on its first request (a cold start in Lambda loads it in main).
+        "metadata" => Ok(LocalFunction::Http(Arc::new(
+            metadata::MetadataApi::from_env(env, clients).map_err(|e| e.to_string())?,
+        ))),
+        "reference-admin" => Ok(LocalFunction::Http(Arc::new(
+            reference_admin::ReferenceAdminApi::from_env(env, clients)
+                .map_err(|e| e.to_string())?,
+        ))),
+        "refresh-cache" => Ok(LocalFunction::Scheduled(Arc::new(
+            refresh_cache::Refresher::from_env(env, clients).map_err(|e| e.to_string())?,
         ))),
         other => Err(format!("no local handler for binary {other}")),
     }

@@ -16,6 +16,7 @@ pub mod invoke;
 pub mod jwt;
 pub mod pollers;
 pub mod provision;
+pub mod reference;
 pub mod roles;
 pub mod runtime;
 pub mod secrets;
@@ -61,6 +62,8 @@ pub struct Options {
     /// and runs each function under its own template role, IAM enforced. `None`: every call uses
     /// the environment's credentials (an endpoint of someone else's, e.g. LocalStack).
     pub admin: Option<emulator::AccessKeys>,
+    /// The reference data written to the reference table before any function runs.
+    pub reference_data: reference::ReferenceSeed,
 }
 
 impl Default for Options {
@@ -77,6 +80,7 @@ impl Default for Options {
             unpolled: Vec::new(),
             processes: BTreeMap::new(),
             admin: None,
+            reference_data: reference::ReferenceSeed::All,
         }
     }
 }
@@ -178,6 +182,11 @@ impl LocalStack {
         };
         let iam = aws_sdk_iam::Client::new(&config);
         let mut seeded_signatures = false;
+        // Before any function runs: refresh-cache fires once at start and must find the source.
+        if let Some(table) = provisioned.tables.get("ReferenceTable") {
+            let entries = reference::load(&emulator::repo_root(), options.reference_data)?;
+            reference::seed(&clients.dynamodb, table, &entries).await?;
+        }
 
         let mut functions = BTreeMap::new();
         let mut processes = BTreeMap::new();

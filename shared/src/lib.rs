@@ -9,6 +9,7 @@
 //! - [`store`]: the ports (small traits) the handlers take, and their AWS adapters;
 //! - [`auth`]: who is calling (JWT claims put in the request context by the HttpApi authorizer) and
 //!   what they may see;
+//! - [`reference`]: drug codes and sites: the published snapshot and the lock-free cache readers share;
 //! - [`problem`]: RFC 9457 problem responses, the one shape every error takes on the wire;
 //! - [`config`], [`aws`], [`telemetry`]: environment, SDK clients and JSON logs, built once per cold start;
 //! - [`metrics`]: counts and latencies as CloudWatch Embedded Metric Format;
@@ -24,6 +25,7 @@ pub mod identity;
 pub mod metrics;
 pub mod notification;
 pub mod problem;
+pub mod reference;
 pub mod store;
 pub mod telemetry;
 

@@ -151,6 +151,22 @@ pub fn answer(
     response
 }
 
+/// A store failure, as the client sees it (the cause was logged where it happened): unavailable →
+/// 503, anything else → 500. A route that expects a `Conflict` maps it itself first.
+impl From<crate::store::StoreError> for Problem {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Unavailable(_) => Problem::unavailable(),
+            StoreError::Corrupt(what) => {
+                tracing::error!(what = %what, "stored item malformed");
+                Problem::internal()
+            }
+            StoreError::Conflict(_) | StoreError::Failed(_) => Problem::internal(),
+        }
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}", self.status, self.kind)

@@ -186,6 +186,27 @@ async fn every_sample_event_runs_through_the_invoke_api() {
     assert_eq!(imaging["summary"]["instances"], 1, "{imaging}");
     assert_eq!(imaging["summary"]["lastStudyDate"], "20040119");
 
+    // refresh-cache: publishes the seeded reference data; metadata then reads it, by path and by the
+    // old API's key; reference-admin creates the sample's entry (once: again, it is 412).
+    let (f, e) = run("refresh-cache-scheduled.json");
+    assert_eq!(f, "RefreshCacheFunction");
+    let invoked = invoke(&client, &f, &e).await;
+    assert_eq!(invoked.function_error, None, "{}", invoked.payload);
+    for file in ["metadata-get.json", "metadata-legacy-get.json"] {
+        let (f, e) = run(file);
+        assert_eq!(f, "MetadataFunction");
+        let (status, entry) = http(&client, &f, &e).await;
+        assert_eq!(status, 200, "{file}: {entry}");
+        assert_eq!(entry["name"], "paracetamol", "{file}");
+    }
+    let (f, e) = run("reference-admin-put.json");
+    assert_eq!(f, "ReferenceAdminFunction");
+    let (status, created) = http(&client, &f, &e).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["version"], 1);
+    let (status, again) = http(&client, &f, &e).await;
+    assert_eq!(status, 412, "{again}");
+
     // process-dicom: the S3 test event and the sample (another bucket) are skipped; pointed at a
     // real upload, the sample event processes it.
     let (f, e) = run("process-dicom-s3-test-event.json");

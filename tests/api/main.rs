@@ -17,5 +17,6 @@ mod openapi;
 mod pipeline;
 mod pollers;
 mod races;
+mod reference;
 mod single_put;
 mod template;

@@ -148,6 +148,8 @@ async fn spawn_from(
             .map(|(id, exe)| ((*id).to_owned(), exe.clone()))
             .collect(),
         admin: admin(),
+        // The curated rows: a few hundred, quick to write for every test's stack.
+        reference_data: local_stack::reference::ReferenceSeed::Curated,
     };
     let stack = LocalStack::start(&endpoint(), options)
         .await
@@ -256,6 +258,53 @@ impl TestApp {
             req = req.json(b);
         }
         checked_reply(method.as_str(), path, req.send().await.expect("request")).await
+    }
+
+    /// [`Self::send`] with request headers (`If-Match`, `If-None-Match`, ...).
+    pub async fn send_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self.http.request(method.clone(), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        checked_reply(method.as_str(), path, req.send().await.expect("request")).await
+    }
+
+    /// Invokes a function of the stack (by logical id) through its Lambda Invoke API, as
+    /// `aws lambda invoke` would: the payload it answered and the function error, if any.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> (Value, Option<String>) {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.stack.lambda_url)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .load()
+            .await;
+        let out = aws_sdk_lambda::Client::new(&config)
+            .invoke()
+            .function_name(function)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .expect("invoke");
+        let answered = out
+            .payload()
+            .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
+            .unwrap_or(Value::Null);
+        (answered, out.function_error().map(str::to_owned))
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Reply {
@@ -387,6 +436,21 @@ impl TestApp {
             self.table("AuditTable"),
         )
         .audit_trail(&format!("upload#{upload_id}"))
+        .await
+        .expect("audit trail")
+    }
+
+    /// The audit trail of any entity (`reference#drug_code#N02BE01`), oldest first.
+    pub async fn audit_of(
+        &self,
+        entity: &str,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        shared::store::dynamodb::DynamoUploads::new(
+            self.stack.clients.dynamodb.clone(),
+            self.table("UploadsTable"),
+            self.table("AuditTable"),
+        )
+        .audit_trail(entity)
         .await
         .expect("audit trail")
     }

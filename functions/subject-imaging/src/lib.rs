@@ -21,7 +21,7 @@ use shared::problem::Problem;
 use shared::store::dynamodb::DynamoSubjects;
 use shared::store::instance_listing::DynamoInstanceListing;
 use shared::store::summary::DynamoImagingSummary;
-use shared::store::{ImagingSummaries, InstanceListing, StoreError, SubjectDirectory};
+use shared::store::{ImagingSummaries, InstanceListing, SubjectDirectory};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -104,14 +104,14 @@ impl ImagingApi {
             .subjects
             .subject(&id)
             .await
-            .map_err(store)?
+            .map_err(Problem::from)?
             .filter(|s| caller.can_read(&s.trial, &s.site))
             .ok_or_else(not_found)?;
         let (summary, instances) = tokio::try_join!(
             self.summaries.summary(&subject.id),
             self.instances.of_subject(&subject.id, MAX_INSTANCES),
         )
-        .map_err(store)?;
+        .map_err(Problem::from)?;
         let view = imaging::SubjectImaging::build(&subject, &caller, summary, instances);
         let body = serde_json::to_string(&view).map_err(|_| Problem::internal())?;
         Response::builder()
@@ -119,17 +119,5 @@ impl ImagingApi {
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Body::Text(body))
             .map_err(|_| Problem::internal())
-    }
-}
-
-/// A store failure, as the client sees it (the cause was logged where it happened).
-fn store(e: StoreError) -> Problem {
-    match e {
-        StoreError::Unavailable(_) => Problem::unavailable(),
-        StoreError::Corrupt(what) => {
-            tracing::error!(what = %what, "stored item malformed");
-            Problem::internal()
-        }
-        StoreError::Conflict(_) | StoreError::Failed(_) => Problem::internal(),
     }
 }

@@ -1,0 +1,229 @@
+//! The published form of the reference data: every entry of every kind, versioned by the SHA-256 of
+//! its canonical content (so an unchanged source builds the same version and is not rewritten), as
+//! gzip-compressed JSON:
+//! ```json
+//! {"format": 1, "version": "<sha256 hex>", "builtAt": "2026-11-28T01:00:00.000Z",
+//!  "entries": {"drug_code": {"N02BE01": {"name": "paracetamol", ...}}, "site": {...}}}
+//! ```
+//! Decoding recomputes the hash: a snapshot that does not match its version is refused.
+
+use super::{ReferenceEntry, ReferenceKind, ReferenceValue};
+use chrono::{DateTime, SecondsFormat, Utc};
+use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+
+const FORMAT: u32 = 1;
+/// A decoded snapshot larger than this is refused (a few thousand entries are ~1 MB of JSON).
+const MAX_DECODED: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    #[error("the source holds no {0} entries: an empty source is never published")]
+    Empty(ReferenceKind),
+    #[error("the snapshot cannot be read: {0}")]
+    Malformed(String),
+    #[error("the snapshot's content does not match its version")]
+    VersionMismatch,
+}
+
+/// Every entry of every kind, immutable once built; readers share it through an `Arc`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// SHA-256 (hex) of the canonical entries.
+    pub version: String,
+    pub built_at: DateTime<Utc>,
+    entries: HashMap<ReferenceKind, HashMap<String, ReferenceValue>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    format: u32,
+    version: String,
+    built_at: String,
+    entries: BTreeMap<ReferenceKind, BTreeMap<String, ReferenceValue>>,
+}
+
+fn content_hash(entries: &BTreeMap<ReferenceKind, BTreeMap<String, ReferenceValue>>) -> String {
+    // serde_json writes BTreeMaps in key order and struct fields in declaration order: canonical.
+    let canonical = serde_json::to_vec(entries).unwrap_or_default();
+    hex::encode(Sha256::digest(&canonical))
+}
+
+impl Snapshot {
+    /// Builds a snapshot of `entries`; refused if any kind has none (an empty or truncated source
+    /// must never replace a good snapshot).
+    pub fn build(
+        entries: impl IntoIterator<Item = ReferenceEntry>,
+        built_at: DateTime<Utc>,
+    ) -> Result<Self, SnapshotError> {
+        let mut by_kind: BTreeMap<ReferenceKind, BTreeMap<String, ReferenceValue>> =
+            BTreeMap::new();
+        for e in entries {
+            by_kind.entry(e.kind).or_default().insert(e.code, e.value);
+        }
+        for kind in ReferenceKind::ALL {
+            if by_kind.get(&kind).is_none_or(BTreeMap::is_empty) {
+                return Err(SnapshotError::Empty(kind));
+            }
+        }
+        Ok(Self::from_canonical(
+            content_hash(&by_kind),
+            built_at,
+            by_kind,
+        ))
+    }
+
+    fn from_canonical(
+        version: String,
+        built_at: DateTime<Utc>,
+        by_kind: BTreeMap<ReferenceKind, BTreeMap<String, ReferenceValue>>,
+    ) -> Self {
+        let entries = by_kind
+            .into_iter()
+            .map(|(k, v)| (k, v.into_iter().collect()))
+            .collect();
+        Self {
+            version,
+            built_at,
+            entries,
+        }
+    }
+
+    pub fn get(&self, kind: ReferenceKind, code: &str) -> Option<&ReferenceValue> {
+        self.entries.get(&kind)?.get(code)
+    }
+
+    pub fn count(&self, kind: ReferenceKind) -> usize {
+        self.entries.get(&kind).map_or(0, HashMap::len)
+    }
+
+    /// The gzip-compressed JSON form.
+    pub fn encode(&self) -> Vec<u8> {
+        let entries: BTreeMap<ReferenceKind, BTreeMap<String, ReferenceValue>> = self
+            .entries
+            .iter()
+            .map(|(k, v)| (*k, v.iter().map(|(c, v)| (c.clone(), v.clone())).collect()))
+            .collect();
+        let wire = Wire {
+            format: FORMAT,
+            version: self.version.clone(),
+            built_at: self.built_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            entries,
+        };
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        // Writing to a Vec cannot fail; serialising these types cannot either.
+        let _ = serde_json::to_writer(&mut gz, &wire);
+        gz.finish().unwrap_or_default()
+    }
+
+    /// Reads what [`Self::encode`] wrote; checks the format, the size and the version.
+    pub fn decode(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let mut json = Vec::new();
+        GzDecoder::new(bytes)
+            .take(MAX_DECODED + 1)
+            .read_to_end(&mut json)
+            .map_err(|e| SnapshotError::Malformed(format!("gzip: {e}")))?;
+        if json.len() as u64 > MAX_DECODED {
+            return Err(SnapshotError::Malformed("too large".into()));
+        }
+        let wire: Wire =
+            serde_json::from_slice(&json).map_err(|e| SnapshotError::Malformed(e.to_string()))?;
+        if wire.format != FORMAT {
+            return Err(SnapshotError::Malformed(format!(
+                "format {} (this code reads {FORMAT})",
+                wire.format
+            )));
+        }
+        if content_hash(&wire.entries) != wire.version {
+            return Err(SnapshotError::VersionMismatch);
+        }
+        let built_at = DateTime::parse_from_rfc3339(&wire.built_at)
+            .map_err(|e| SnapshotError::Malformed(format!("builtAt: {e}")))?
+            .with_timezone(&Utc);
+        Ok(Self::from_canonical(wire.version, built_at, wire.entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Drug, Site, SiteStatus};
+    use super::*;
+    use std::io::Write;
+
+    pub(crate) fn entries(name: &str) -> Vec<ReferenceEntry> {
+        vec![
+            ReferenceEntry {
+                kind: ReferenceKind::DrugCode,
+                code: "N02BE01".into(),
+                value: ReferenceValue::Drug(Drug {
+                    name: name.into(),
+                    atc_class: "N02BE".into(),
+                    class_name: "Anilides".into(),
+                    active: true,
+                }),
+                version: 1,
+            },
+            ReferenceEntry {
+                kind: ReferenceKind::Site,
+                code: "SITE-BOS-01".into(),
+                value: ReferenceValue::Site(Site {
+                    name: "Boston General".into(),
+                    country: "US".into(),
+                    status: SiteStatus::Active,
+                }),
+                version: 1,
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trips_and_versions_by_content_only() {
+        let t1: DateTime<Utc> = "2026-11-28T01:00:00Z".parse().unwrap();
+        let t2: DateTime<Utc> = "2026-11-28T01:10:00Z".parse().unwrap();
+        let a = Snapshot::build(entries("paracetamol"), t1).unwrap();
+        let b = Snapshot::build(entries("paracetamol").into_iter().rev(), t2).unwrap();
+        assert_eq!(a.version, b.version, "same content, same version");
+        let c = Snapshot::build(entries("acetaminophen"), t1).unwrap();
+        assert_ne!(a.version, c.version);
+        let decoded = Snapshot::decode(&a.encode()).unwrap();
+        assert_eq!(decoded, a);
+        assert_eq!(
+            decoded.get(ReferenceKind::DrugCode, "N02BE01"),
+            a.get(ReferenceKind::DrugCode, "N02BE01")
+        );
+        assert_eq!(decoded.count(ReferenceKind::Site), 1);
+    }
+
+    #[test]
+    fn refuses_an_empty_kind_and_a_tampered_snapshot() {
+        let t: DateTime<Utc> = "2026-11-28T01:00:00Z".parse().unwrap();
+        let only_drugs: Vec<_> = entries("x")
+            .into_iter()
+            .filter(|e| e.kind == ReferenceKind::DrugCode)
+            .collect();
+        assert_eq!(
+            Snapshot::build(only_drugs, t),
+            Err(SnapshotError::Empty(ReferenceKind::Site))
+        );
+        let good = Snapshot::build(entries("x"), t).unwrap();
+        let mut json = Vec::new();
+        GzDecoder::new(good.encode().as_slice())
+            .read_to_end(&mut json)
+            .unwrap();
+        let tampered = String::from_utf8(json).unwrap().replace("\"x\"", "\"y\"");
+        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+        gz.write_all(tampered.as_bytes()).unwrap();
+        assert_eq!(
+            Snapshot::decode(&gz.finish().unwrap()),
+            Err(SnapshotError::VersionMismatch)
+        );
+        assert!(matches!(
+            Snapshot::decode(b"not gzip"),
+            Err(SnapshotError::Malformed(_))
+        ));
+    }
+}
