@@ -99,6 +99,17 @@ step "A monitor at another site cannot see it (404, existence does not leak)"
 other=$("$bin" token --role monitor --sites SITE-LYN-02 | tail -n 1)
 curl -sS "$api/v1/uploads/$upload_id" -H "authorization: Bearer $other"; echo
 
+step "Reference data: a drug code through the lock-free cache (refresh-cache published it at start)"
+for _ in $(seq 1 50); do
+  code=$(curl -sS -o /dev/null -w '%{http_code}' "$api/v1/metadata/drug_code/N02BE01" -H "authorization: Bearer $token")
+  [ "$code" = 200 ] && break
+  sleep 0.2
+done
+echo "GET /v1/metadata/drug_code/N02BE01"
+curl -sS "$api/v1/metadata/drug_code/N02BE01" -H "authorization: Bearer $token" | "$py" -m json.tool
+echo "GET /v1/metadata?key=drug_code_001 (the old API's key for a code that does not exist)"
+curl -sS -w '\n  -> HTTP %{http_code}\n' "$api/v1/metadata?key=drug_code_001" -H "authorization: Bearer $token"
+
 step "The local stack keeps serving at $api (Ctrl-C to stop). Tokens: make token ROLE=<role> SITES=<site,site>"
 tail -n +1 -f "$log" &
 wait $stack
