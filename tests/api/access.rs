@@ -1,0 +1,278 @@
+//! The access matrix, generated from template.yaml's route table so a new route cannot be forgotten:
+//! every route × {no token, expired, not yet valid, bad signature, `alg: none`, wrong issuer, wrong
+//! audience, garbage} → 401 from the authorizer; × {a role this service does not know, a role the
+//! route does not allow} → 403; × {a caller of another site, of another trial} → 404 where the route
+//! is scoped to a subject (existence does not leak). Nothing is written by any refused call.
+//!
+//! Each route needs a line in [`policy`]: the test fails on a route without one.
+
+use base64::Engine as _;
+use clinflow_tests::*;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// Who a route lets in, and whether it is scoped to a subject's site and trial.
+struct Policy {
+    /// Known roles the route refuses with 403.
+    refused_roles: &'static [&'static str],
+    /// Scoped to a subject: a caller of another site or trial gets 404.
+    subject_scoped: bool,
+}
+
+/// Every route of the template, by (METHOD, path template). A route missing here fails the test.
+fn policy(method: &str, path: &str) -> Option<Policy> {
+    let p = |refused_roles, subject_scoped| {
+        Some(Policy {
+            refused_roles,
+            subject_scoped,
+        })
+    };
+    match (method, path) {
+        ("POST", "/v1/uploads") => p(&["monitor", "sponsor_admin"], true),
+        ("GET", "/v1/uploads") => p(&[], true),
+        ("GET", "/v1/uploads/{uploadId}") => p(&[], true),
+        ("DELETE", "/v1/uploads/{uploadId}") => p(&["monitor", "sponsor_admin"], true),
+        ("GET", "/v1/uploads/{uploadId}/parts") => p(&["monitor", "sponsor_admin"], true),
+        ("POST", "/v1/uploads/{uploadId}/complete") => p(&["monitor", "sponsor_admin"], true),
+        ("POST", "/v1/uploads/{uploadId}/reprocess") => p(&["site_staff", "monitor"], true),
+        ("GET", "/v1/subjects/{subjectId}/imaging") => p(&[], true),
+        // Reference data: any role reads; only sponsor admins reach the source.
+        ("GET", "/v1/metadata/{kind}/{code}") | ("GET", "/v1/metadata") => p(&[], false),
+        ("GET", "/v1/reference/{kind}/{code}") | ("PUT", "/v1/reference/{kind}/{code}") => {
+            p(&["site_staff", "monitor"], false)
+        }
+        _ => None,
+    }
+}
+
+/// The template's routes: (METHOD, path template).
+fn routes() -> Vec<(String, String)> {
+    let template: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(local_stack::emulator::repo_root().join("template.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut routes = Vec::new();
+    for (_, resource) in template["Resources"].as_mapping().unwrap() {
+        for (_, event) in resource["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+        {
+            if event["Type"] == "HttpApi" {
+                routes.push((
+                    event["Properties"]["Method"]
+                        .as_str()
+                        .unwrap()
+                        .to_uppercase(),
+                    event["Properties"]["Path"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    routes.sort();
+    routes
+}
+
+/// A request to `path` the right caller could make: parameters filled with SUBJ-0001's (a subject of
+/// BOS in the demo trial), a valid body, the headers the route requires.
+struct Call {
+    method: Method,
+    path: String,
+    body: Option<Value>,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn call(method: &str, template: &str, upload_id: &str) -> Call {
+    let mut path = String::new();
+    for segment in template.split('/').filter(|s| !s.is_empty()) {
+        let value = match segment {
+            "{subjectId}" => "SUBJ-0001",
+            "{uploadId}" => upload_id,
+            "{kind}" => "drug_code",
+            "{code}" => "N02BE01",
+            s if s.starts_with('{') => panic!("{template}: give {s} a value in access.rs"),
+            s => s,
+        };
+        path.push('/');
+        path.push_str(value);
+    }
+    let query = match (method, template) {
+        ("GET", "/v1/uploads") => "?subjectId=SUBJ-0001",
+        ("GET", "/v1/metadata") => "?key=drug_code_N02BE01",
+        _ => "",
+    };
+    path.push_str(query);
+    let body = match (method, template) {
+        ("POST", "/v1/uploads") => Some(declaration("SUBJ-0001", b"file")),
+        ("POST", "/v1/uploads/{uploadId}/complete") => {
+            Some(json!({"parts": [{"partNumber": 1, "etag": "x"}]}))
+        }
+        ("PUT", "/v1/reference/{kind}/{code}") => Some(json!({"name": "paracetamol",
+            "atcClass": "N02BE", "className": "Anilides", "active": true, "reasonForChange": "r"})),
+        _ => None,
+    };
+    let headers = match (method, template) {
+        ("PUT", "/v1/reference/{kind}/{code}") => vec![("if-match", "\"1\"".to_owned())],
+        _ => vec![],
+    };
+    Call {
+        method: method.parse().unwrap(),
+        path,
+        body,
+        headers,
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A JWT with exactly these claims: HS256 with `secret`, or unsigned with `alg: none`.
+fn jwt(secret: Option<&str>, claims: &Value) -> String {
+    let alg = if secret.is_some() { "HS256" } else { "none" };
+    let signing_input = format!(
+        "{}.{}",
+        b64(json!({"alg": alg, "typ": "JWT"}).to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = match secret {
+        Some(secret) => {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(signing_input.as_bytes());
+            b64(&mac.finalize().into_bytes())
+        }
+        None => String::new(),
+    };
+    format!("{signing_input}.{signature}")
+}
+
+fn bad_tokens(app: &TestApp) -> Vec<(&'static str, Option<String>)> {
+    let now = chrono::Utc::now().timestamp();
+    let claims = |iss: &str, aud: &str, nbf: i64, exp: i64| {
+        json!({"sub": "tester", "role": "site_staff", "sites": BOS, "trials": TRIAL,
+               "iss": iss, "aud": aud, "iat": now, "nbf": nbf, "exp": exp})
+    };
+    let (iss, aud) = (app.stack.issuer.as_str(), app.stack.audience.as_str());
+    let good = claims(iss, aud, now - 10, now + 3600);
+    vec![
+        ("no token", None),
+        (
+            "expired",
+            Some(jwt(
+                Some("test-secret"),
+                &claims(iss, aud, now - 7200, now - 60),
+            )),
+        ),
+        (
+            "not yet valid",
+            Some(jwt(
+                Some("test-secret"),
+                &claims(iss, aud, now + 600, now + 3600),
+            )),
+        ),
+        ("bad signature", Some(jwt(Some("another-secret"), &good))),
+        ("alg none", Some(jwt(None, &good))),
+        (
+            "wrong issuer",
+            Some(jwt(
+                Some("test-secret"),
+                &claims("https://evil.example", aud, now - 10, now + 3600),
+            )),
+        ),
+        (
+            "wrong audience",
+            Some(jwt(
+                Some("test-secret"),
+                &claims(iss, "someone-else", now - 10, now + 3600),
+            )),
+        ),
+        ("garbage", Some("not-a-jwt".to_owned())),
+    ]
+}
+
+async fn send(app: &TestApp, c: &Call, token: Option<&str>) -> Reply {
+    let headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    app.send_with(c.method.clone(), &c.path, token, c.body.as_ref(), &headers)
+        .await
+}
+
+#[tokio::test]
+async fn every_route_refuses_every_bad_token_bad_role_and_foreign_subject() {
+    let app = spawn_app().await;
+    let upload = app.create_upload("SUBJ-0001", b"file").await;
+    assert_eq!(upload.status, 201, "{}", upload.body);
+    let upload_id = upload.body["uploadId"].as_str().unwrap().to_owned();
+    let audit_before = app.item_count("AuditTable").await;
+    let uploads_before = app.item_count("UploadsTable").await;
+    let bad = bad_tokens(&app);
+    let known_roles = ["site_staff", "monitor", "sponsor_admin"];
+    let token_for = |role: &str, sites: &[&str], trials: &[&str]| match role {
+        // A sponsor admin is scoped by trials, site roles by sites (and trials when given).
+        "sponsor_admin" => app.token_in(role, &[], trials),
+        _ => app.token_in(role, sites, trials),
+    };
+
+    let routes = routes();
+    assert!(routes.len() >= 12, "{routes:?}");
+    let mut unlisted = Vec::new();
+    for (method, template) in &routes {
+        let Some(policy) = policy(method, template) else {
+            unlisted.push(format!("{method} {template}"));
+            continue;
+        };
+        let c = call(method, template, &upload_id);
+        let what = format!("{method} {template}");
+        for (name, token) in &bad {
+            let r = send(&app, &c, token.as_deref()).await;
+            assert_eq!(r.status, 401, "{name} on {what}: {}", r.body);
+            assert_eq!(r.body["message"], "Unauthorized", "{name} on {what}");
+        }
+        // A role this service does not know.
+        let r = send(&app, &c, Some(&token_for("auditor", &[BOS], &[TRIAL]))).await;
+        assert_eq!(r.status, 403, "unknown role on {what}: {}", r.body);
+        for role in policy.refused_roles {
+            let r = send(&app, &c, Some(&token_for(role, &[BOS], &[TRIAL]))).await;
+            assert_eq!(r.status, 403, "{role} on {what}: {}", r.body);
+            assert_eq!(r.body["type"], "/problems/forbidden", "{role} on {what}");
+        }
+        if policy.subject_scoped {
+            for role in known_roles
+                .iter()
+                .filter(|r| !policy.refused_roles.contains(r))
+            {
+                for (who, sites, trials) in [
+                    ("another site", [LYN], [TRIAL]),
+                    ("another trial", [BOS], ["CLIN-OTHER-02"]),
+                ] {
+                    // A sponsor admin has no site: only another trial applies to it.
+                    if *role == "sponsor_admin" && who == "another site" {
+                        continue;
+                    }
+                    let r = send(&app, &c, Some(&token_for(role, &sites, &trials))).await;
+                    assert!(
+                        r.status == 404
+                            || (r.status == 200 && method == "GET" && r.body["items"] == json!([])),
+                        "{role} of {who} on {what}: {} {}",
+                        r.status,
+                        r.body
+                    );
+                    if r.status == 404 {
+                        assert_eq!(r.body["type"], "/problems/not-found", "{what}");
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        unlisted.is_empty(),
+        "routes without an access policy in tests/api/access.rs: {unlisted:?}"
+    );
+    assert_eq!(
+        app.item_count("AuditTable").await,
+        audit_before,
+        "nothing written"
+    );
+    assert_eq!(app.item_count("UploadsTable").await, uploads_before);
+}
