@@ -338,6 +338,20 @@ impl LocalStack {
                         let expression = json_str(&props, "Schedule")
                             .or_else(|| json_str(&props, "ScheduleExpression"))
                             .unwrap_or_default();
+                        // In a deployed stack the schedule has long fired: what it builds exists
+                        // from the first request. Fire it once now, pollers or not.
+                        pollers::fire_schedule(
+                            &f.logical_id,
+                            &format!(
+                                "arn:aws:events:{}:{account}:rule/{}-{}",
+                                options.region, options.stack_name, f.logical_id
+                            ),
+                            &account,
+                            &options.region,
+                            timeout,
+                            handler.as_ref(),
+                        )
+                        .await;
                         match pollers::parse_rate(&expression).filter(|_| options.pollers) {
                             Some(period) => tasks.push(pollers::spawn_schedule(
                                 f.logical_id.clone(),
@@ -351,9 +365,10 @@ impl LocalStack {
                                 timeout,
                                 Arc::clone(handler),
                             )),
-                            None => {
+                            None if options.pollers => {
                                 tracing::warn!(function = %f.logical_id, %expression, "schedule not run locally (only rate() is)")
                             }
+                            None => {}
                         }
                     }
                     (kind, _) => {

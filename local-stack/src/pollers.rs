@@ -230,8 +230,8 @@ pub fn parse_rate(expression: &str) -> Option<Duration> {
     Some(Duration::from_secs(n * seconds))
 }
 
-/// Fires a scheduled function once at start (so what it builds exists from the first request), then
-/// every period, with the EventBridge "Scheduled Event" shape.
+/// Fires a scheduled function every period (the first time one period after start: the stack
+/// fires it once as it starts, [`fire_schedule`]), with the EventBridge "Scheduled Event" shape.
 pub fn spawn_schedule(
     function_name: String,
     rule_arn: String,
@@ -242,36 +242,55 @@ pub fn spawn_schedule(
     function: Arc<dyn ScheduledFunction>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(period);
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             ticker.tick().await;
-            let event = json!({
-                "version": "0",
-                "id": uuid::Uuid::new_v4().to_string(),
-                "detail-type": "Scheduled Event",
-                "source": "aws.events",
-                "account": account,
-                "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "region": region,
-                "resources": [rule_arn],
-                "detail": {},
-            });
-            let mut context = Context::default();
-            context.request_id = uuid::Uuid::new_v4().to_string();
-            context.deadline = now_millis() + timeout.as_millis() as u64;
-            match tokio::time::timeout(timeout, function.invoke(LambdaEvent::new(event, context)))
-                .await
-            {
-                Ok(Ok(())) => tracing::info!(function = %function_name, "schedule fired"),
-                Ok(Err(e)) => {
-                    tracing::warn!(function = %function_name, error = %e, "scheduled invocation failed")
-                }
-                Err(_) => {
-                    tracing::warn!(function = %function_name, "scheduled invocation timed out")
-                }
-            }
+            fire_schedule(
+                &function_name,
+                &rule_arn,
+                &account,
+                &region,
+                timeout,
+                function.as_ref(),
+            )
+            .await;
         }
     })
+}
+
+/// One scheduled invocation, as EventBridge makes it; failures are logged (as Lambda would record
+/// them), never raised.
+pub async fn fire_schedule(
+    function_name: &str,
+    rule_arn: &str,
+    account: &str,
+    region: &str,
+    timeout: Duration,
+    function: &dyn ScheduledFunction,
+) {
+    let event = json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account,
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    });
+    let mut context = Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    context.deadline = now_millis() + timeout.as_millis() as u64;
+    match tokio::time::timeout(timeout, function.invoke(LambdaEvent::new(event, context))).await {
+        Ok(Ok(())) => tracing::info!(function = %function_name, "schedule fired"),
+        Ok(Err(e)) => {
+            tracing::warn!(function = %function_name, error = %e, "scheduled invocation failed")
+        }
+        Err(_) => {
+            tracing::warn!(function = %function_name, "scheduled invocation timed out")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ fn policy(method: &str, path: &str) -> Option<Policy> {
 }
 
 /// The template's routes: (METHOD, path template).
-fn routes() -> Vec<(String, String)> {
+pub(crate) fn routes() -> Vec<(String, String)> {
     let template: serde_yaml::Value = serde_yaml::from_str(
         &std::fs::read_to_string(local_stack::emulator::repo_root().join("template.yaml")).unwrap(),
     )
@@ -77,26 +77,30 @@ fn routes() -> Vec<(String, String)> {
 
 /// A request to `path` the right caller could make: parameters filled with SUBJ-0001's (a subject of
 /// BOS in the demo trial), a valid body, the headers the route requires.
-struct Call {
-    method: Method,
-    path: String,
-    body: Option<Value>,
-    headers: Vec<(&'static str, String)>,
+pub(crate) struct Call {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Value>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
-fn call(method: &str, template: &str, upload_id: &str) -> Call {
+/// The value the right caller puts in a path segment (`{subjectId}` → SUBJ-0001, ...).
+pub(crate) fn value_of<'a>(segment: &'a str, upload_id: &'a str) -> &'a str {
+    match segment {
+        "{subjectId}" => "SUBJ-0001",
+        "{uploadId}" => upload_id,
+        "{kind}" => "drug_code",
+        "{code}" => "N02BE01",
+        s if s.starts_with('{') => panic!("give {s} a value in tests/api/access.rs"),
+        s => s,
+    }
+}
+
+pub(crate) fn call(method: &str, template: &str, upload_id: &str) -> Call {
     let mut path = String::new();
     for segment in template.split('/').filter(|s| !s.is_empty()) {
-        let value = match segment {
-            "{subjectId}" => "SUBJ-0001",
-            "{uploadId}" => upload_id,
-            "{kind}" => "drug_code",
-            "{code}" => "N02BE01",
-            s if s.starts_with('{') => panic!("{template}: give {s} a value in access.rs"),
-            s => s,
-        };
         path.push('/');
-        path.push_str(value);
+        path.push_str(value_of(segment, upload_id));
     }
     let query = match (method, template) {
         ("GET", "/v1/uploads") => "?subjectId=SUBJ-0001",

@@ -9,6 +9,7 @@ mod crash_windows;
 mod deploy;
 mod events;
 mod failures;
+mod hostile;
 mod iam;
 mod identifiers;
 mod invoke;
