@@ -49,30 +49,7 @@ fn policy(method: &str, path: &str) -> Option<Policy> {
 
 /// The template's routes: (METHOD, path template).
 pub(crate) fn routes() -> Vec<(String, String)> {
-    let template: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(local_stack::emulator::repo_root().join("template.yaml")).unwrap(),
-    )
-    .unwrap();
-    let mut routes = Vec::new();
-    for (_, resource) in template["Resources"].as_mapping().unwrap() {
-        for (_, event) in resource["Properties"]["Events"]
-            .as_mapping()
-            .into_iter()
-            .flatten()
-        {
-            if event["Type"] == "HttpApi" {
-                routes.push((
-                    event["Properties"]["Method"]
-                        .as_str()
-                        .unwrap()
-                        .to_uppercase(),
-                    event["Properties"]["Path"].as_str().unwrap().to_owned(),
-                ));
-            }
-        }
-    }
-    routes.sort();
-    routes
+    template_routes()
 }
 
 /// A request to `path` the right caller could make: parameters filled with SUBJ-0001's (a subject of

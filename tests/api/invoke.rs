@@ -9,18 +9,6 @@ use local_stack::emulator::repo_root;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-async fn lambda_client(app: &TestApp) -> aws_sdk_lambda::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&app.stack.lambda_url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "testing", "testing", None, None, "test",
-        ))
-        .load()
-        .await;
-    aws_sdk_lambda::Client::new(&config)
-}
-
 /// What an invocation answered: the payload, and the function error Lambda reports, if any.
 struct Invoked {
     payload: Value,

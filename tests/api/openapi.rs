@@ -7,29 +7,7 @@ use serde_json::json;
 
 #[test]
 fn openapi_describes_exactly_the_routes_of_the_template() {
-    let template: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(local_stack::emulator::repo_root().join("template.yaml")).unwrap(),
-    )
-    .unwrap();
-    let mut routes = Vec::new();
-    for (_, resource) in template["Resources"].as_mapping().unwrap() {
-        for (_, event) in resource["Properties"]["Events"]
-            .as_mapping()
-            .into_iter()
-            .flatten()
-        {
-            if event["Type"] == "HttpApi" {
-                routes.push((
-                    event["Properties"]["Method"]
-                        .as_str()
-                        .unwrap()
-                        .to_uppercase(),
-                    event["Properties"]["Path"].as_str().unwrap().to_owned(),
-                ));
-            }
-        }
-    }
-    routes.sort();
+    let routes = clinflow_tests::template_routes();
     assert_eq!(spec().operations(), routes);
     // Every operation documents the answers every route can give.
     for (method, path) in spec().operations() {

@@ -50,6 +50,18 @@ async fn snapshot_versions(app: &TestApp) -> usize {
         .len()
 }
 
+/// `PUT path` as a sponsor admin with `If-Match: tag`.
+async fn put_if_match(app: &TestApp, path: &str, body: &Value, tag: &str) -> Reply {
+    app.send_with(
+        reqwest::Method::PUT,
+        path,
+        Some(&admin(app)),
+        Some(body),
+        &[("if-match", tag)],
+    )
+    .await
+}
+
 async fn drug_name(app: &TestApp, token: &str) -> String {
     let r = app.get(PARACETAMOL, token).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -73,38 +85,14 @@ async fn a_changed_value_is_seen_after_the_next_refresh_plus_the_revalidation_pe
     assert_eq!(tag, "\"1\"");
     let mut change = json!({"name": "paracetamol (acetaminophen)", "atcClass": "N02BE",
                             "className": "Anilides", "active": true});
-    let unreasoned = app
-        .send_with(
-            reqwest::Method::PUT,
-            path,
-            Some(&admin(&app)),
-            Some(&change),
-            &[("if-match", &tag)],
-        )
-        .await;
+    let unreasoned = put_if_match(&app, path, &change, &tag).await;
     assert_eq!(unreasoned.status, 422, "{}", unreasoned.body);
     change["reasonForChange"] = json!("USAN name added for US sites");
-    let changed = app
-        .send_with(
-            reqwest::Method::PUT,
-            path,
-            Some(&admin(&app)),
-            Some(&change),
-            &[("if-match", &tag)],
-        )
-        .await;
+    let changed = put_if_match(&app, path, &change, &tag).await;
     assert_eq!(changed.status, 200, "{}", changed.body);
     assert_eq!(changed.headers["etag"], "\"2\"");
     // The same stale tag again: 412, nothing written.
-    let stale = app
-        .send_with(
-            reqwest::Method::PUT,
-            path,
-            Some(&admin(&app)),
-            Some(&change),
-            &[("if-match", &tag)],
-        )
-        .await;
+    let stale = put_if_match(&app, path, &change, &tag).await;
     assert_eq!(stale.status, 412, "{}", stale.body);
     let trail = app.audit_of("reference#drug_code#N02BE01").await;
     assert_eq!(trail.len(), 1, "one change, one audit entry");

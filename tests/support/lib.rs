@@ -193,6 +193,51 @@ impl Reply {
     }
 }
 
+/// The HttpApi routes template.yaml wires: (METHOD, path template), sorted.
+pub fn template_routes() -> Vec<(String, String)> {
+    let template: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(local_stack::emulator::repo_root().join("template.yaml"))
+            .expect("template.yaml"),
+    )
+    .expect("template.yaml is YAML");
+    let mut routes = Vec::new();
+    for (_, resource) in template["Resources"].as_mapping().into_iter().flatten() {
+        for (_, event) in resource["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+        {
+            if event["Type"] == "HttpApi" {
+                routes.push((
+                    event["Properties"]["Method"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_uppercase(),
+                    event["Properties"]["Path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    routes.sort();
+    routes
+}
+
+/// The SDK's Lambda client for the stack's Lambda Invoke API (`aws lambda invoke --endpoint-url`).
+pub async fn lambda_client(app: &TestApp) -> aws_sdk_lambda::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&app.stack.lambda_url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_lambda::Client::new(&config)
+}
+
 /// Reads a response of the API to `method path` and checks it against openapi.yaml
 /// ([`openapi`]): an undocumented status, content type or body fails the test.
 pub async fn checked_reply(method: &str, path: &str, r: reqwest::Response) -> Reply {
@@ -285,15 +330,8 @@ impl TestApp {
     /// Invokes a function of the stack (by logical id) through its Lambda Invoke API, as
     /// `aws lambda invoke` would: the payload it answered and the function error, if any.
     pub async fn invoke(&self, function: &str, payload: &Value) -> (Value, Option<String>) {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.stack.lambda_url)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .load()
-            .await;
-        let out = aws_sdk_lambda::Client::new(&config)
+        let out = lambda_client(self)
+            .await
             .invoke()
             .function_name(function)
             .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))

@@ -90,11 +90,7 @@ impl MetadataApi {
 
     /// Answers one request. Every failure becomes an RFC 9457 problem; nothing here panics on input.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let request_id = request
-            .lambda_context_ref()
-            .map(|c| c.request_id.clone())
-            .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = shared::telemetry::request_id(&request);
         let route = route(&request);
         let label = route.as_ref().map_or("unknown", Route::label);
         let span = tracing::info_span!("request", request_id = %request_id, route = label, status = tracing::field::Empty);

@@ -47,11 +47,7 @@ impl ReferenceAdminApi {
 
     /// Answers one request. Every failure becomes an RFC 9457 problem; nothing here panics on input.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let request_id = request
-            .lambda_context_ref()
-            .map(|c| c.request_id.clone())
-            .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = shared::telemetry::request_id(&request);
         let label = match *request.method() {
             http::Method::GET => "GET /v1/reference/{kind}/{code}",
             http::Method::PUT => "PUT /v1/reference/{kind}/{code}",

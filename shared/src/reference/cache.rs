@@ -202,35 +202,11 @@ impl ReferenceCache {
 #[cfg(test)]
 mod tests {
     use super::super::snapshot::Snapshot;
-    use super::super::{Drug, ReferenceEntry, Site, SiteStatus};
     use super::*;
     use std::sync::Mutex;
 
     fn snapshot(tag: &str) -> Snapshot {
-        let entries = vec![
-            ReferenceEntry {
-                kind: ReferenceKind::DrugCode,
-                code: "N02BE01".into(),
-                value: ReferenceValue::Drug(Drug {
-                    name: tag.into(),
-                    atc_class: "N02BE".into(),
-                    class_name: "Anilides".into(),
-                    active: true,
-                }),
-                version: 1,
-            },
-            ReferenceEntry {
-                kind: ReferenceKind::Site,
-                code: "SITE-BOS-01".into(),
-                value: ReferenceValue::Site(Site {
-                    name: tag.into(),
-                    country: "US".into(),
-                    status: SiteStatus::Active,
-                }),
-                version: 1,
-            },
-        ];
-        Snapshot::build(entries, chrono::Utc::now()).unwrap()
+        Snapshot::build(super::super::sample_entries(tag), chrono::Utc::now()).unwrap()
     }
 
     /// The published object as a test scripts it: its bytes and ETag, or a failure; counts calls.

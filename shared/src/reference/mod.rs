@@ -247,6 +247,35 @@ pub struct ReferenceEntry {
     pub version: u64,
 }
 
+/// A drug (N02BE01) and a site (SITE-BOS-01), both named `tag`: every entry of one snapshot
+/// carries its tag, so a reader can tell snapshots apart (tests).
+#[cfg(test)]
+pub(crate) fn sample_entries(tag: &str) -> Vec<ReferenceEntry> {
+    vec![
+        ReferenceEntry {
+            kind: ReferenceKind::DrugCode,
+            code: "N02BE01".into(),
+            value: ReferenceValue::Drug(Drug {
+                name: tag.into(),
+                atc_class: "N02BE".into(),
+                class_name: "Anilides".into(),
+                active: true,
+            }),
+            version: 1,
+        },
+        ReferenceEntry {
+            kind: ReferenceKind::Site,
+            code: "SITE-BOS-01".into(),
+            value: ReferenceValue::Site(Site {
+                name: tag.into(),
+                country: "US".into(),
+                status: SiteStatus::Active,
+            }),
+            version: 1,
+        },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -150,34 +150,11 @@ impl Snapshot {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Drug, Site, SiteStatus};
     use super::*;
     use std::io::Write;
 
-    pub(crate) fn entries(name: &str) -> Vec<ReferenceEntry> {
-        vec![
-            ReferenceEntry {
-                kind: ReferenceKind::DrugCode,
-                code: "N02BE01".into(),
-                value: ReferenceValue::Drug(Drug {
-                    name: name.into(),
-                    atc_class: "N02BE".into(),
-                    class_name: "Anilides".into(),
-                    active: true,
-                }),
-                version: 1,
-            },
-            ReferenceEntry {
-                kind: ReferenceKind::Site,
-                code: "SITE-BOS-01".into(),
-                value: ReferenceValue::Site(Site {
-                    name: "Boston General".into(),
-                    country: "US".into(),
-                    status: SiteStatus::Active,
-                }),
-                version: 1,
-            },
-        ]
+    fn entries(name: &str) -> Vec<ReferenceEntry> {
+        super::super::sample_entries(name)
     }
 
     #[test]
