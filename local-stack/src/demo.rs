@@ -319,6 +319,19 @@ pub async fn seed_trial(api: &str, tokens: &Tokens) -> Result<SeededTrial, Error
         let token = tokens.patient(subject);
         async move {
             let mut sent = 0usize;
+            // A diary seeded before is left as it is (a rerun does not wait on the rate limit).
+            let (status, page, _) = api
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/subjects/{subject}/epro?limit=1"),
+                    &token,
+                    &[],
+                    None,
+                )
+                .await?;
+            if status == 200 && page["entries"].as_array().is_some_and(|e| !e.is_empty()) {
+                return Ok(0);
+            }
             for (d, body) in diary(i) {
                 let key = format!("seed-{subject}-{}", day(d));
                 loop {

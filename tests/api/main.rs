@@ -6,6 +6,7 @@ mod clinical_auth;
 mod copy;
 mod corpus;
 mod crash_windows;
+mod demo_trial;
 mod deploy;
 mod epro;
 mod events;
