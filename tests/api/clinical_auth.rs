@@ -222,3 +222,43 @@ async fn the_patient_keeps_its_own_diary_and_every_read_is_audited() {
         "{stored:?}"
     );
 }
+
+/// Fail closed: when the audit trail cannot be written (here the function's role may not), no read
+/// answers data (503) and no change is made.
+#[tokio::test]
+async fn without_the_audit_trail_nothing_is_read_and_nothing_written() {
+    let app = spawn_app_from(template_without_statement("AuditClinicalData")).await;
+    let monitor = app.token("monitor", &[BOS]);
+    for path in [
+        "/v1/subjects/SUBJ-0001",
+        "/v1/subjects/SUBJ-0001/forms",
+        "/v1/subjects/SUBJ-0001/epro",
+        "/v1/subjects/SUBJ-0001/audit",
+    ] {
+        let r = app.get(path, &monitor).await;
+        assert_eq!(r.problem(503), "/problems/unavailable", "{path}");
+        assert!(r.body.get("subjectId").is_none(), "{path}: {}", r.body);
+    }
+    let r = app
+        .get(&format!("/v1/subjects?siteId={BOS}"), &monitor)
+        .await;
+    r.problem(503);
+    // Changes: the record and its audit entry are one transaction, so neither is written.
+    let staff = app.staff();
+    let r = app
+        .put_form(&staff, "SUBJ-0001", "VS", None, &vital_signs(120, 80))
+        .await;
+    assert!(r.status >= 500, "{}", r.body);
+    let r = app
+        .post_epro(&staff, "SUBJ-0001", "k-1", &diary_entry(1, 3))
+        .await;
+    assert!(r.status >= 500, "{}", r.body);
+    let r = app.enrol(&staff, &enrolment(TRIAL, BOS, "BOS-7777")).await;
+    assert!(r.status >= 500, "{}", r.body);
+    assert_eq!(app.item_count("FormsTable").await, 0);
+    assert_eq!(app.item_count("EproTable").await, 0);
+    assert_eq!(app.item_count("EproRequestsTable").await, 0);
+    assert_eq!(app.item_count("SubjectsTable").await, 3);
+    assert_eq!(app.item_count("SubjectKeysTable").await, 3);
+    assert_eq!(app.item_count("AuditTable").await, 0);
+}
