@@ -13,6 +13,7 @@
 //! - [`problem`]: RFC 9457 problem responses, the one shape every error takes on the wire;
 //! - [`config`], [`aws`], [`telemetry`]: environment, SDK clients and JSON logs, built once per cold start;
 //! - [`metrics`]: counts and latencies as CloudWatch Embedded Metric Format;
+//! - [`resilience`]: the token bucket's arithmetic (clock injected, no I/O);
 //! - [`notification`]: S3 notifications inside SQS bodies (the ingest queue and its DLQ).
 
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod notification;
 pub mod problem;
 pub mod reference;
+pub mod resilience;
 pub mod store;
 pub mod telemetry;
 

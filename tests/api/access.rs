@@ -31,17 +31,31 @@ fn policy(method: &str, path: &str) -> Option<Policy> {
     };
     match (method, path) {
         ("POST", "/v1/uploads") => p(&["monitor", "sponsor_admin"], true),
-        ("GET", "/v1/uploads") => p(&[], true),
-        ("GET", "/v1/uploads/{uploadId}") => p(&[], true),
+        ("GET", "/v1/uploads") => p(&["patient"], true),
+        ("GET", "/v1/uploads/{uploadId}") => p(&["patient"], true),
         ("DELETE", "/v1/uploads/{uploadId}") => p(&["monitor", "sponsor_admin"], true),
         ("GET", "/v1/uploads/{uploadId}/parts") => p(&["monitor", "sponsor_admin"], true),
         ("POST", "/v1/uploads/{uploadId}/complete") => p(&["monitor", "sponsor_admin"], true),
         ("POST", "/v1/uploads/{uploadId}/reprocess") => p(&["site_staff", "monitor"], true),
-        ("GET", "/v1/subjects/{subjectId}/imaging") => p(&[], true),
+        ("GET", "/v1/subjects/{subjectId}/imaging") => p(&["patient"], true),
+        // Clinical data. Enrolment and the site's list are scoped by the site they name (another
+        // site is 403, see clinical_auth.rs); the rest by the subject.
+        ("POST", "/v1/subjects") => p(&["monitor", "sponsor_admin", "patient"], false),
+        ("GET", "/v1/subjects") => p(&["patient"], false),
+        ("GET", "/v1/subjects/{subjectId}")
+        | ("GET", "/v1/subjects/{subjectId}/forms")
+        | ("GET", "/v1/subjects/{subjectId}/forms/{formOid}") => p(&["patient"], true),
+        ("PUT", "/v1/subjects/{subjectId}/forms/{formOid}") => {
+            p(&["monitor", "sponsor_admin", "patient"], true)
+        }
+        // The diary: site staff and the patient (its own subject only) write; patients read their own.
+        ("POST", "/v1/subjects/{subjectId}/epro") => p(&["monitor", "sponsor_admin"], true),
+        ("GET", "/v1/subjects/{subjectId}/epro") => p(&[], true),
+        ("GET", "/v1/subjects/{subjectId}/audit") => p(&["site_staff", "patient"], true),
         // Reference data: any role reads; only sponsor admins reach the source.
         ("GET", "/v1/metadata/{kind}/{code}") | ("GET", "/v1/metadata") => p(&[], false),
         ("GET", "/v1/reference/{kind}/{code}") | ("PUT", "/v1/reference/{kind}/{code}") => {
-            p(&["site_staff", "monitor"], false)
+            p(&["site_staff", "monitor", "patient"], false)
         }
         _ => None,
     }
@@ -68,6 +82,7 @@ pub(crate) fn value_of<'a>(segment: &'a str, upload_id: &'a str) -> &'a str {
         "{uploadId}" => upload_id,
         "{kind}" => "drug_code",
         "{code}" => "N02BE01",
+        "{formOid}" => "VS",
         s if s.starts_with('{') => panic!("give {s} a value in tests/api/access.rs"),
         s => s,
     }
@@ -82,6 +97,7 @@ pub(crate) fn call(method: &str, template: &str, upload_id: &str) -> Call {
     let query = match (method, template) {
         ("GET", "/v1/uploads") => "?subjectId=SUBJ-0001",
         ("GET", "/v1/metadata") => "?key=drug_code_N02BE01",
+        ("GET", "/v1/subjects") => "?siteId=SITE-BOS-01",
         _ => "",
     };
     path.push_str(query);
@@ -90,12 +106,21 @@ pub(crate) fn call(method: &str, template: &str, upload_id: &str) -> Call {
         ("POST", "/v1/uploads/{uploadId}/complete") => {
             Some(json!({"parts": [{"partNumber": 1, "etag": "x"}]}))
         }
+        ("POST", "/v1/subjects") => Some(enrolment(TRIAL, BOS, "BOS-9999")),
+        ("PUT", "/v1/subjects/{subjectId}/forms/{formOid}") => Some(vital_signs(120, 80)),
+        ("POST", "/v1/subjects/{subjectId}/epro") => Some(diary_entry(1, 3)),
         ("PUT", "/v1/reference/{kind}/{code}") => Some(json!({"name": "paracetamol",
             "atcClass": "N02BE", "className": "Anilides", "active": true, "reasonForChange": "r"})),
         _ => None,
     };
     let headers = match (method, template) {
         ("PUT", "/v1/reference/{kind}/{code}") => vec![("if-match", "\"1\"".to_owned())],
+        ("PUT", "/v1/subjects/{subjectId}/forms/{formOid}") => {
+            vec![("if-none-match", "*".to_owned())]
+        }
+        ("POST", "/v1/subjects/{subjectId}/epro") => {
+            vec![("idempotency-key", uuid::Uuid::new_v4().to_string())]
+        }
         _ => vec![],
     };
     Call {
@@ -175,7 +200,7 @@ fn bad_tokens(app: &TestApp) -> Vec<(&'static str, Option<String>)> {
 
 async fn send(app: &TestApp, c: &Call, token: Option<&str>) -> Reply {
     let headers: Vec<(&str, &str)> = c.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    app.send_with(c.method.clone(), &c.path, token, c.body.as_ref(), &headers)
+    app.send_with(c.method.clone(), &c.path, token, &headers, c.body.as_ref())
         .await
 }
 
@@ -188,10 +213,12 @@ async fn every_route_refuses_every_bad_token_bad_role_and_foreign_subject() {
     let audit_before = app.item_count("AuditTable").await;
     let uploads_before = app.item_count("UploadsTable").await;
     let bad = bad_tokens(&app);
-    let known_roles = ["site_staff", "monitor", "sponsor_admin"];
+    let known_roles = ["site_staff", "monitor", "sponsor_admin", "patient"];
     let token_for = |role: &str, sites: &[&str], trials: &[&str]| match role {
-        // A sponsor admin is scoped by trials, site roles by sites (and trials when given).
+        // A sponsor admin is scoped by trials, site roles by sites (and trials when given), a
+        // patient by the subject its token names.
         "sponsor_admin" => app.token_in(role, &[], trials),
+        "patient" => app.patient_token("SUBJ-0001"),
         _ => app.token_in(role, sites, trials),
     };
 
@@ -227,8 +254,9 @@ async fn every_route_refuses_every_bad_token_bad_role_and_foreign_subject() {
                     ("another site", [LYN], [TRIAL]),
                     ("another trial", [BOS], ["CLIN-OTHER-02"]),
                 ] {
-                    // A sponsor admin has no site: only another trial applies to it.
-                    if *role == "sponsor_admin" && who == "another site" {
+                    // A sponsor admin has no site: only another trial applies to it. A patient's
+                    // scope is its subject (clinical_auth.rs tries another subject's diary).
+                    if (*role == "sponsor_admin" && who == "another site") || *role == "patient" {
                         continue;
                     }
                     let r = send(&app, &c, Some(&token_for(role, &sites, &trials))).await;

@@ -56,8 +56,8 @@ async fn put_if_match(app: &TestApp, path: &str, body: &Value, tag: &str) -> Rep
         reqwest::Method::PUT,
         path,
         Some(&admin(app)),
-        Some(body),
         &[("if-match", tag)],
+        Some(body),
     )
     .await
 }
@@ -158,8 +158,8 @@ async fn every_role_reads_entries_with_etags_and_unknown_keys_answer_404_problem
             reqwest::Method::GET,
             PARACETAMOL,
             Some(&reader),
-            None,
             &[("if-none-match", &etag)],
+            None,
         )
         .await;
     assert_eq!(unchanged.status, 304);
@@ -253,8 +253,8 @@ async fn bad_admin_input_is_refused_and_nothing_is_written() {
                 reqwest::Method::PUT,
                 path,
                 Some(&admin),
-                Some(&body),
                 &headers,
+                Some(&body),
             )
             .await;
         assert_eq!(r.status, status, "{path} {body}: {}", r.body);
@@ -264,8 +264,8 @@ async fn bad_admin_input_is_refused_and_nothing_is_written() {
             reqwest::Method::PUT,
             "/v1/reference/drug_code/N02BE71",
             Some(&app.staff()),
-            Some(&good),
             &[("if-none-match", "*")],
+            Some(&good),
         )
         .await;
     assert_eq!(r.status, 403);

@@ -123,7 +123,7 @@ impl ReferenceAdminApi {
         // What the client expects to replace: nothing (create) or one version (change).
         let expected: Option<u64> = match (header(IF_MATCH), header(IF_NONE_MATCH)) {
             (Some(tag), _) => Some(version_of_etag(tag).ok_or_else(|| {
-                Problem::new(StatusCode::PRECONDITION_FAILED, "stale", "Precondition failed")
+                Problem::new(StatusCode::PRECONDITION_FAILED, "precondition-failed", "Precondition failed")
                     .detail("If-Match must name a version this route gave out, e.g. \"3\".")
             })?),
             (None, Some("*")) => None,
@@ -174,7 +174,7 @@ impl ReferenceAdminApi {
         let stale = || {
             Problem::new(
                 StatusCode::PRECONDITION_FAILED,
-                "stale",
+                "precondition-failed",
                 "Precondition failed",
             )
             .detail("The entry changed since you read it; read it again.")

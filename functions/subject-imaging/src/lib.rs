@@ -93,6 +93,7 @@ impl ImagingApi {
             return Err(Problem::not_found("No such route."));
         };
         let caller = Caller::from_request(request)?;
+        caller.not_a_patient()?;
         let not_found = || Problem::not_found("No such subject at your sites.");
         // Not a subject id: names no subject.
         let id = SubjectId::parse(raw).map_err(|_| not_found())?;

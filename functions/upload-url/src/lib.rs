@@ -214,6 +214,7 @@ impl UploadApi {
         let route = route(request.method(), &api_path(request))?;
         tracing::Span::current().record("route", route.label());
         let caller = shared::auth::Caller::from_request(request)?;
+        caller.not_a_patient()?;
         match route {
             Route::Create => create::create_upload(self, meta, &caller, request).await,
             Route::List => list::list_uploads(self, &caller, request).await,

@@ -6,9 +6,9 @@ use super::dynamodb::{n, s, time, transact, Item};
 use super::{sdk_failure, AuditEntry, StoreError};
 use crate::reference::{ReferenceEntry, ReferenceKind, ReferenceValue};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 /// One page of a kind's entries, in code order.
 #[derive(Debug, Clone)]
@@ -199,7 +199,7 @@ impl ReferenceAdmin for DynamoReference {
             .map_err(|e| StoreError::Failed(format!("reference item: {e}")))?;
         let items = vec![
             TransactWriteItem::builder().put(put).build(),
-            audit_put(&self.audit_table, audit)?,
+            super::audit::put(&self.audit_table, audit)?,
         ];
         if transact(&self.client, "TransactWriteItems reference", items).await? {
             Ok(())
@@ -207,31 +207,4 @@ impl ReferenceAdmin for DynamoReference {
             Err(StoreError::Conflict("reference entry changed".into()))
         }
     }
-}
-
-fn audit_put(table: &str, audit: &AuditEntry) -> Result<TransactWriteItem, StoreError> {
-    let change = format!(
-        "{}#{}",
-        audit.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-        uuid::Uuid::new_v4().simple()
-    );
-    let mut put = Put::builder()
-        .table_name(table)
-        .item("entity", s(&audit.entity))
-        .item("change", s(change))
-        .item("actor", s(&audit.actor))
-        .item("at", time(&audit.at))
-        .item("action", s(&audit.action))
-        .item("reason", s(&audit.reason))
-        .item("correlationId", s(&audit.correlation_id))
-        .condition_expression("attribute_not_exists(entity)");
-    for (name, value) in [("old", &audit.old), ("new", &audit.new)] {
-        if let Some(v) = value {
-            put = put.item(name, AttributeValue::S(v.clone()));
-        }
-    }
-    let put = put
-        .build()
-        .map_err(|e| StoreError::Failed(format!("audit item: {e}")))?;
-    Ok(TransactWriteItem::builder().put(put).build())
 }
