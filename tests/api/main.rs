@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP API on the local stack: real handlers, real AWS SDK, the emulator.
 
 mod access;
+mod audit_trail;
 mod auth;
 mod bad_input;
 mod clinical_auth;

@@ -192,6 +192,11 @@ impl RateLimiter for DynamoRateLimiter {
                         cooldown_ms = self.cooldown_ms,
                         "rate-limit table unreachable: limiting in-process"
                     );
+                    // Counted (EMF), so an operator sees the shared limit is not in force.
+                    crate::metrics::Metrics::new("rate-limiter")
+                        .dimension("Scope", self.scope.clone())
+                        .count("TableUnreachable", 1)
+                        .emit();
                     let now = self.clock.now_ms();
                     self.table_down_until
                         .store(now.saturating_add(self.cooldown_ms), Ordering::Relaxed);
