@@ -24,6 +24,7 @@ pub mod identity;
 pub mod metrics;
 pub mod notification;
 pub mod problem;
+pub mod report;
 pub mod resilience;
 pub mod store;
 pub mod telemetry;
