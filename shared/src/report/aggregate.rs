@@ -453,6 +453,18 @@ pub struct Report {
 }
 
 impl Report {
+    pub fn edc_available(&self) -> bool {
+        self.edc.is_available()
+    }
+
+    pub fn epro_available(&self) -> bool {
+        self.epro.is_available()
+    }
+
+    pub fn imaging_available(&self) -> bool {
+        self.imaging.is_available()
+    }
+
     pub fn build(g: Gathered, now: DateTime<Utc>) -> Self {
         let today = now.date_naive();
         let s = &g.subject;

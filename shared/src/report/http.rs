@@ -53,6 +53,11 @@ impl HttpSource {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(format!("{}_URL must be an http(s) URL", name.env_prefix()));
         }
+        // rustls needs its crypto provider chosen once per process: aws-lc-rs, the AWS SDK's.
+        // Already chosen (by us or anyone) is fine.
+        let _ = rustls::crypto::CryptoProvider::install_default(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        );
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -287,6 +292,24 @@ impl ImagingSource for HttpSource {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn https_sources_get_a_tls_client_and_other_schemes_are_refused() {
+        // rustls with the process's one crypto provider (aws-lc-rs, as the AWS SDK's) and the
+        // system's roots: an external EDC is normally https.
+        assert!(HttpSource::new(
+            SourceName::Edc,
+            "https://edc.example.org/api/",
+            Duration::from_secs(1)
+        )
+        .is_ok());
+        assert!(HttpSource::new(
+            SourceName::Edc,
+            "ftp://edc.example.org",
+            Duration::from_secs(1)
+        )
+        .is_err());
+    }
 
     #[test]
     fn parses_each_contract() {
