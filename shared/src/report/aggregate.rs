@@ -5,7 +5,8 @@
 //!   slowest source, not the sum.
 //! - A call's budget is its source's own timeout or what is left of the deadline, whichever is
 //!   less. When it runs out, the call's future is dropped — that cancels it (reqwest closes the
-//!   connection; an SDK call is abandoned) — and its breaker counts a failure.
+//!   connection; an SDK call is abandoned) — and its breaker counts a failure. A call abandoned
+//!   because the report itself was refused (no such subject, out of scope) counts as nothing.
 //! - A source whose breaker drops the call is not called at all.
 //! - Demographics decides: no subject, or one the caller may not see, stops the report at once and
 //!   drops the calls still running; demographics unavailable is a 503 (a report cannot be scoped
@@ -720,6 +721,9 @@ mod tests {
             .unwrap();
         assert_eq!(err.status, 404);
         assert_eq!(e.finished.load(Ordering::SeqCst), 0);
+        // The abandoned EDC call is not held against EDC: its breaker saw nothing.
+        assert_eq!(agg.breaker(SourceName::Edc).history().total, 0);
+        assert_eq!(agg.breaker(SourceName::Demographics).history().accepts, 1);
     }
 
     #[tokio::test(start_paused = true)]

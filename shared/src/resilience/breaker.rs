@@ -308,8 +308,10 @@ fn history(window: &RollingWindow, now: Duration) -> History {
 }
 
 /// A call the breaker let through. Report its outcome with [`Permit::success`] or
-/// [`Permit::failure`]; a permit dropped unreported (the call's future was cancelled at the
-/// deadline, or panicked) counts as a failure, as go-zero counts a panicking request.
+/// [`Permit::failure`] (a call cut at its deadline is a failure: report it). A permit dropped
+/// unreported while its thread panics counts as a failure, as go-zero counts a panicking request;
+/// dropped unreported otherwise — the caller abandoned the call, e.g. the report was refused
+/// before this source answered — it counts as nothing: the source did nothing wrong.
 #[must_use = "report the call's outcome"]
 pub struct Permit<'a> {
     breaker: &'a Breaker,
@@ -330,7 +332,7 @@ impl Permit<'_> {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if !self.settled {
+        if !self.settled && std::thread::panicking() {
             self.breaker.mark(Mark::Failure);
         }
     }
@@ -620,10 +622,15 @@ mod tests {
     }
 
     #[test]
-    fn an_unreported_permit_counts_as_a_failure() {
+    fn an_abandoned_permit_counts_as_nothing_a_panicking_one_as_a_failure() {
         let (b, _, _) = breaker(0.0);
-        let permit = b.allow().expect("pass");
-        drop(permit);
+        drop(b.allow().expect("pass"));
+        assert_eq!(b.history(), History::default());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _permit = b.allow().expect("pass");
+            panic!("the call panicked");
+        }));
+        assert!(panicked.is_err());
         assert_eq!(
             b.history(),
             History {
