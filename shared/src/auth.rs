@@ -3,8 +3,9 @@
 //! Authentication happens at the edge: the HttpApi JWT authorizer (in AWS) or the local stack (the
 //! same checks: signature, `exp`/`nbf`, `iss`, `aud`) verifies the token and puts its claims in the
 //! request context. Authorization happens here, in the function, from three claims:
-//! - `role`: `site_staff` (uploads, reads its own sites), `monitor` (reads its own sites),
-//!   `sponsor_admin` (reads every site of its trials);
+//! - `role`: `site_staff` (uploads, enters clinical data, reads its own sites), `monitor` (reads
+//!   its own sites), `sponsor_admin` (reads every site of its trials), `patient` (a trial subject
+//!   on the ePRO app: its own diary only, named by the `subject` claim);
 //! - `sites`: the sites the caller works for, `"SITE-1,SITE-2"` or the authorizer's rendering of a
 //!   JSON array claim, `"[SITE-1 SITE-2]"`;
 //! - `trials`: the trials the caller works on, in the same forms. A sponsor admin sees only these
@@ -18,7 +19,7 @@
 //! Site scoping does not leak existence: a subject or upload at a site the caller cannot see answers
 //! 404, exactly as one that does not exist. A caller whose role does not allow the action at all gets 403.
 
-use crate::domain::{SiteId, TrialId};
+use crate::domain::{SiteId, SubjectId, TrialId};
 use crate::problem::Problem;
 use std::collections::{BTreeSet, HashMap};
 
@@ -27,6 +28,8 @@ pub enum Role {
     SiteStaff,
     Monitor,
     SponsorAdmin,
+    /// A subject on the ePRO app: may submit and read its own diary, nothing else.
+    Patient,
 }
 
 impl Role {
@@ -35,6 +38,7 @@ impl Role {
             "site_staff" => Some(Self::SiteStaff),
             "monitor" => Some(Self::Monitor),
             "sponsor_admin" => Some(Self::SponsorAdmin),
+            "patient" => Some(Self::Patient),
             _ => None,
         }
     }
@@ -44,6 +48,7 @@ impl Role {
             Self::SiteStaff => "site_staff",
             Self::Monitor => "monitor",
             Self::SponsorAdmin => "sponsor_admin",
+            Self::Patient => "patient",
         }
     }
 }
@@ -57,6 +62,9 @@ pub struct Caller {
     pub sites: BTreeSet<SiteId>,
     /// The `trials` claim; `None` when the token has none.
     pub trials: Option<BTreeSet<TrialId>>,
+    /// The `subject` claim of a patient's token: the one subject whose diary it may use. Read for
+    /// the patient role only (another role's `subject` claim grants nothing).
+    pub subject: Option<SubjectId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +73,8 @@ pub enum AuthError {
     Unauthenticated,
     #[error("the token names no role this service knows")]
     UnknownRole,
+    #[error("a patient's token names no valid subject")]
+    PatientWithoutSubject,
 }
 
 impl From<AuthError> for Problem {
@@ -72,6 +82,9 @@ impl From<AuthError> for Problem {
         match e {
             AuthError::Unauthenticated => Problem::unauthorized(),
             AuthError::UnknownRole => Problem::forbidden("Your role does not allow this action."),
+            AuthError::PatientWithoutSubject => {
+                Problem::forbidden("Your token names no subject whose diary you keep.")
+            }
         }
     }
 }
@@ -93,11 +106,21 @@ impl Caller {
         let trials = claims
             .get("trials")
             .map(|raw| parse_list(raw, TrialId::parse));
+        let subject = match role {
+            Role::Patient => Some(
+                claims
+                    .get("subject")
+                    .and_then(|raw| SubjectId::parse(raw).ok())
+                    .ok_or(AuthError::PatientWithoutSubject)?,
+            ),
+            _ => None,
+        };
         Ok(Self {
             user,
             role,
             sites,
             trials,
+            subject,
         })
     }
 
@@ -130,7 +153,19 @@ impl Caller {
             && match self.role {
                 Role::SponsorAdmin => true,
                 Role::SiteStaff | Role::Monitor => self.sites.contains(site),
+                Role::Patient => false,
             }
+    }
+
+    /// May the caller enter clinical data (enrol, forms, ePRO on a subject's behalf) at `site` of
+    /// `trial`? Only site staff of that site, as for uploads.
+    pub fn can_enter_data(&self, trial: &TrialId, site: &SiteId) -> bool {
+        self.can_upload(trial, site)
+    }
+
+    /// Is the caller the patient `subject` (a patient's token naming that subject)?
+    pub fn is_patient(&self, subject: &SubjectId) -> bool {
+        self.role == Role::Patient && self.subject.as_ref() == Some(subject)
     }
 
     /// May the caller upload imaging for a subject of `trial` at `site`? Only site staff of that site.
@@ -236,5 +271,43 @@ mod tests {
         assert!(staff(Some("T1")).can_read(&trial("T1"), &site("S1")));
         assert!(!staff(Some("T1")).can_read(&trial("T2"), &site("S1")));
         assert!(!staff(Some("T1")).can_upload(&trial("T2"), &site("S1")));
+    }
+
+    #[test]
+    fn a_patient_keeps_its_own_diary_only() {
+        let p = Caller::from_claims(&claims(&[
+            ("sub", "p1"),
+            ("role", "patient"),
+            ("subject", "SUBJ-0001"),
+            ("sites", "S1"),
+            ("trials", "T1"),
+        ]))
+        .unwrap();
+        let own = SubjectId::parse("SUBJ-0001").unwrap();
+        assert!(p.is_patient(&own));
+        assert!(!p.is_patient(&SubjectId::parse("SUBJ-0002").unwrap()));
+        // Its sites and trials claims grant it nothing else.
+        assert!(!p.can_read(&trial("T1"), &site("S1")));
+        assert!(!p.can_enter_data(&trial("T1"), &site("S1")));
+        assert_eq!(
+            Caller::from_claims(&claims(&[("sub", "p"), ("role", "patient")])),
+            Err(AuthError::PatientWithoutSubject)
+        );
+        assert_eq!(
+            Caller::from_claims(&claims(&[
+                ("sub", "p"),
+                ("role", "patient"),
+                ("subject", "../x")
+            ])),
+            Err(AuthError::PatientWithoutSubject)
+        );
+        // Another role's subject claim is ignored.
+        let m = Caller::from_claims(&claims(&[
+            ("sub", "m"),
+            ("role", "monitor"),
+            ("subject", "SUBJ-0001"),
+        ]))
+        .unwrap();
+        assert!(!m.is_patient(&own));
     }
 }

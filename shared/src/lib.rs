@@ -12,6 +12,8 @@
 //! - [`problem`]: RFC 9457 problem responses, the one shape every error takes on the wire;
 //! - [`config`], [`aws`], [`telemetry`]: environment, SDK clients and JSON logs, built once per cold start;
 //! - [`metrics`]: counts and latencies as CloudWatch Embedded Metric Format;
+//! - [`resilience`]: the breaker, deadline budgets and the token bucket's arithmetic (clock injected, no I/O);
+//! - [`report`]: the subject risk report: its sources (ports and adapters), the fan-out under breakers and the deadline, the risk score;
 //! - [`notification`]: S3 notifications inside SQS bodies (the ingest queue and its DLQ).
 
 pub mod auth;

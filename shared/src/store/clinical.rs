@@ -8,7 +8,11 @@
 //!   subject key unique per trial (written in the enrolment's transaction);
 //! - forms (`subjectId`, `formOid`): the form's data as JSON, its `version`, who and when;
 //! - epro (`subjectId`, `entry` = `<recordedAt RFC 3339 UTC, millis>#<entryId>`): the diary,
-//!   oldest first by the time the patient recorded it.
+//!   oldest first by the time the patient recorded it; the ePRO requests table (`requestKey` =
+//!   `<client>#<Idempotency-Key>`) holds each request's first answer, written in the entry's
+//!   transaction, expired by TTL (`expiresAt`);
+//! - audit ([`super::audit`]): entity `subject#<subjectId>` for all of the above and for every
+//!   user's read of them.
 
 use super::{AuditEntry, StoreError};
 use crate::clinical::epro::EproEntry;
@@ -60,8 +64,10 @@ pub trait Forms: Send + Sync {
     /// Every form of the subject (at most one per [`FormOid`]).
     async fn of_subject(&self, subject: &SubjectId) -> Result<Vec<Form>, StoreError>;
     /// Writes `form` (whose `version` is the new one) if the stored version is `form.version - 1`
-    /// (0: none stored), with one audit entry per changed item, in one transaction; `Conflict` when
-    /// someone else wrote first.
+    /// (0: none stored), with its audit entries, in one transaction; `Conflict` when someone else
+    /// wrote first. A transaction holds at most 100 writes, so a form may change more items than it
+    /// could carry entries for: the clinical routes write one entry per accepted write, holding the
+    /// item-level old → new values (`old`/`new`: JSON objects `{"<repeatKey>/<ItemOID>": value}`).
     async fn put(&self, form: &Form, audit: &[AuditEntry]) -> Result<(), StoreError>;
 }
 
@@ -86,4 +92,33 @@ pub trait EproDiary: Send + Sync {
         limit: usize,
         after: Option<&EproPosition>,
     ) -> Result<EproPage, StoreError>;
+}
+
+/// The first answer to an idempotent request (`POST .../epro` with an `Idempotency-Key`), kept so a
+/// retry gets it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    /// What the request carried (a digest of the route, the subject and the body): the same key
+    /// with another fingerprint is another request, refused.
+    pub fingerprint: String,
+    pub status: u16,
+    pub body: String,
+}
+
+/// Writes diary entries exactly once per idempotency key.
+#[async_trait]
+pub trait EproSubmissions: Send + Sync {
+    /// The answer stored under `request_key` (unexpired), if any.
+    async fn answer(&self, request_key: &str) -> Result<Option<StoredAnswer>, StoreError>;
+    /// Writes the request key with its answer (kept until `keep_until`), the entry and its audit
+    /// entry in one transaction. `Ok(None)`: written. `Ok(Some(first))`: the key was taken by
+    /// another request first (a concurrent retry): nothing written, its answer returned.
+    async fn record(
+        &self,
+        request_key: &str,
+        answer: &StoredAnswer,
+        keep_until: DateTime<Utc>,
+        entry: &EproEntry,
+        audit: &AuditEntry,
+    ) -> Result<Option<StoredAnswer>, StoreError>;
 }

@@ -1,8 +1,9 @@
-//! DynamoDB adapters: subjects (read), uploads (conditional writes with their audit entry in the
-//! same transaction), audit trail; and the attribute helpers the other DynamoDB adapters
-//! ([`super::instances`], [`super::idempotency`], [`super::summary`]) share.
+//! DynamoDB adapters: uploads (conditional writes with their audit entry in the same transaction);
+//! and the attribute helpers the other DynamoDB adapters ([`super::subjects`], [`super::forms`],
+//! [`super::epro`], [`super::audit`], [`super::instances`], [`super::idempotency`],
+//! [`super::summary`]) share.
 
-use super::{sdk_failure, AuditEntry, StoreError, Subject, SubjectDirectory, UploadStore};
+use super::{sdk_failure, AuditEntry, StoreError, UploadStore};
 use crate::domain::{
     ObjectKey, Sha256Digest, SiteId, SubjectId, TrialId, Upload, UploadId, UploadMode, UploadStatus,
 };
@@ -26,7 +27,7 @@ pub(super) fn time(t: &DateTime<Utc>) -> AttributeValue {
     s(t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+pub(super) fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
@@ -37,76 +38,25 @@ pub(super) fn get_opt_s(item: &Item, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
 }
 
-fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+pub(super) fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
     item.get(name)
         .and_then(|v| v.as_n().ok())
         .and_then(|raw| raw.parse().ok())
         .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} missing or not a number")))
 }
 
-fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn get_time(item: &Item, name: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(get_s(item, name)?)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not an RFC 3339 time")))
 }
 
-fn corrupt(name: &str) -> impl Fn(String) -> StoreError + '_ {
+pub(super) fn corrupt(name: &str) -> impl Fn(String) -> StoreError + '_ {
     move |e| StoreError::Corrupt(format!("attribute {name}: {e}"))
 }
 
-/// The subjects table: `subjectId` → trial and site.
-#[derive(Clone, Debug)]
-pub struct DynamoSubjects {
-    client: Client,
-    table: String,
-}
-
-impl DynamoSubjects {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
-    }
-
-    /// Writes a subject (demo seeding and tests; enrolment through the API comes later).
-    pub async fn put(&self, subject: &Subject) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("subjectId", s(subject.id.as_str()))
-            .item("trialId", s(subject.trial.as_str()))
-            .item("siteId", s(subject.site.as_str()))
-            .send()
-            .await
-            .map_err(|e| sdk_failure("PutItem subjects", e))?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl SubjectDirectory for DynamoSubjects {
-    #[tracing::instrument(name = "subjects.get", skip_all)]
-    async fn subject(&self, id: &SubjectId) -> Result<Option<Subject>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("subjectId", s(id.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_failure("GetItem subjects", e))?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        Ok(Some(Subject {
-            id: id.clone(),
-            trial: TrialId::parse(get_s(&item, "trialId")?).map_err(corrupt("trialId"))?,
-            site: SiteId::parse(get_s(&item, "siteId")?).map_err(corrupt("siteId"))?,
-        }))
-    }
-}
+/// Moved to [`super::subjects`]; named here too for the functions that import it from here.
+pub use super::subjects::DynamoSubjects;
 
 /// The uploads table plus the audit table its changes are recorded in.
 #[derive(Clone, Debug)]
@@ -126,31 +76,7 @@ impl DynamoUploads {
     }
 
     fn audit_put(&self, audit: &AuditEntry) -> Result<TransactWriteItem, StoreError> {
-        let change = format!(
-            "{}#{}",
-            audit.at.to_rfc3339_opts(SecondsFormat::Micros, true),
-            uuid::Uuid::new_v4().simple()
-        );
-        let mut put = Put::builder()
-            .table_name(&self.audit_table)
-            .item("entity", s(&audit.entity))
-            .item("change", s(change))
-            .item("actor", s(&audit.actor))
-            .item("at", time(&audit.at))
-            .item("action", s(&audit.action))
-            .item("reason", s(&audit.reason))
-            .item("correlationId", s(&audit.correlation_id))
-            .condition_expression("attribute_not_exists(entity)");
-        if let Some(old) = &audit.old {
-            put = put.item("old", s(old));
-        }
-        if let Some(new) = &audit.new {
-            put = put.item("new", s(new));
-        }
-        let put = put
-            .build()
-            .map_err(|e| StoreError::Failed(format!("audit item: {e}")))?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        super::audit::put(&self.audit_table, audit)
     }
 
     async fn write(

@@ -1,15 +1,20 @@
 //! Ports: the small traits handlers take their dependencies as, and their AWS adapters
 //! ([`dynamodb`], [`s3`]). Integration tests run the adapters against the emulator.
 
+pub mod audit;
 pub mod clinical;
 pub mod dynamodb;
+pub mod epro;
+pub mod forms;
 pub mod idempotency;
 pub mod instance_listing;
 pub mod instances;
 pub mod patient_links;
+pub mod rate_limits;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
+pub mod subjects;
 pub mod summary;
 pub mod upload_listing;
 
@@ -43,7 +48,7 @@ pub struct Subject {
     pub site: SiteId,
 }
 
-/// Reads subjects (enrolment through the API comes with the clinical-data work).
+/// Reads the scope of a subject (its trial and site); the whole record is [`clinical::SubjectRecords`].
 #[async_trait]
 pub trait SubjectDirectory: Send + Sync {
     async fn subject(&self, id: &SubjectId) -> Result<Option<Subject>, StoreError>;
