@@ -30,12 +30,14 @@ lint:
 	.venv/bin/openapi-spec-validator openapi.yaml
 
 # A dev token for the local stack, on the last line: make token ROLE=monitor SITES=SITE-BOS-01,SITE-LYN-02
-# (a sponsor admin needs its trials: make token ROLE=sponsor_admin TRIALS=CLIN-DEMO-01)
+# (a sponsor admin needs its trials: make token ROLE=sponsor_admin TRIALS=CLIN-DEMO-01;
+# a patient its subject: make token ROLE=patient SUBJECT=SUBJ-0001)
 ROLE ?= site_staff
 SITES ?= SITE-BOS-01
 TRIALS ?=
+SUBJECT ?=
 token:
-	@cargo run -q -p clinflow-local -- token --role $(ROLE) --sites $(SITES) --trials "$(TRIALS)"
+	@cargo run -q -p clinflow-local -- token --role $(ROLE) --sites $(SITES) --trials "$(TRIALS)" $(if $(SUBJECT),--subject $(SUBJECT))
 
 clean:
 	cargo clean

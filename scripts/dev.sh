@@ -99,6 +99,20 @@ step "A monitor at another site cannot see it (404, existence does not leak)"
 other=$("$bin" token --role monitor --sites SITE-LYN-02 | tail -n 1)
 curl -sS "$api/v1/uploads/$upload_id" -H "authorization: Bearer $other"; echo
 
+step "The demo trial's clinical data, entered through the API (clinflow-local seed-trial): enrolments, vital signs, labs, adverse events, medications, three weeks of ePRO diaries"
+"$bin" seed-trial
+
+monitor=$("$bin" token --role monitor --sites SITE-BOS-01,SITE-LYN-02,SITE-MUC-03 --trials CLIN-DEMO-01 --sub monitor-cra-7 | tail -n 1)
+step "GET /v1/subjects/SUBJ-0101/forms/AE as a monitor: a serious adverse event (ETag is the form's version)"
+curl -sS -D - "$api/v1/subjects/SUBJ-0101/forms/AE" -H "authorization: Bearer $monitor" -o /tmp/clinflow-ae.json | grep -i '^etag'
+"$py" -c "import json; d=json.load(open('/tmp/clinflow-ae.json')); [print('  ', g['repeatKey'], g['items']['AETERM'], 'serious' if g['items']['AESER']=='Y' else 'not serious', g['items']['AESEV'], g['items']['AEOUT']) for g in d['itemGroups']]"
+step "GET /v1/subjects/SUBJ-0101/epro?limit=5: the first diary entries"
+curl -sS "$api/v1/subjects/SUBJ-0101/epro?limit=5" -H "authorization: Bearer $monitor" | \
+  "$py" -c "import json,sys; d=json.load(sys.stdin); [print('  ', e['recordedAt'], 'pain', e['painScore'], e['symptoms']) for e in d['entries']]"
+step "GET /v1/subjects/SUBJ-0101/audit?limit=8: who changed and who read what"
+curl -sS "$api/v1/subjects/SUBJ-0101/audit?limit=8" -H "authorization: Bearer $monitor" | \
+  "$py" -c "import json,sys; d=json.load(sys.stdin); [print('  ', e['at'], e['actor'], e['action'], '-', e['reason']) for e in d['entries']]"
+
 step "The local stack keeps serving at $api (Ctrl-C to stop). Tokens: make token ROLE=<role> SITES=<site,site>"
 tail -n +1 -f "$log" &
 wait $stack

@@ -29,6 +29,13 @@ impl HttpFunction for subject_imaging::ImagingApi {
 }
 
 #[async_trait]
+impl HttpFunction for clinical_data::ClinicalApi {
+    async fn invoke(&self, request: Request) -> Response<Body> {
+        self.handle(request).await
+    }
+}
+
+#[async_trait]
 impl crate::pollers::SqsFunction for process_dicom::Processor {
     async fn invoke(
         &self,
@@ -67,6 +74,7 @@ pub enum LocalFunction {
 
 /// Every binary the local stack can run. A test checks this list against template.yaml.
 pub const BINARIES: &[&str] = &[
+    "clinical-data",
     "imaging-summary",
     "ingest-failures",
     "process-dicom",
@@ -103,6 +111,9 @@ pub fn build(
         }
         "subject-imaging" => Ok(LocalFunction::Http(Arc::new(
             subject_imaging::ImagingApi::from_env(env, clients).map_err(|e| e.to_string())?,
+        ))),
+        "clinical-data" => Ok(LocalFunction::Http(Arc::new(
+            clinical_data::ClinicalApi::from_env(env, clients).map_err(|e| e.to_string())?,
         ))),
         other => Err(format!("no local handler for binary {other}")),
     }

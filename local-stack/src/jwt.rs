@@ -86,6 +86,11 @@ pub struct TokenSpec<'a> {
 }
 
 pub fn mint(secret: &str, spec: &TokenSpec<'_>) -> String {
+    mint_with(secret, spec, &[])
+}
+
+/// A dev token with more claims, e.g. `("subject", "SUBJ-0001")` for a patient's token.
+pub fn mint_with(secret: &str, spec: &TokenSpec<'_>, extra: &[(&str, &str)]) -> String {
     let now = chrono::Utc::now().timestamp();
     let mut claims = serde_json::json!({
         "sub": spec.subject,
@@ -99,6 +104,9 @@ pub fn mint(secret: &str, spec: &TokenSpec<'_>) -> String {
     });
     if !spec.trials.is_empty() {
         claims["trials"] = spec.trials.join(",").into();
+    }
+    for (name, value) in extra {
+        claims[*name] = (*value).into();
     }
     encode(
         &Header::new(Algorithm::HS256),

@@ -7,9 +7,11 @@
 //!   gives it; or ([`runtime`]) as its real binary in a child process, under a local Lambda runtime
 //!   API;
 //! - [`roles`]: with the emulator's IAM enforcement on, each function under its own template role.
+//! - [`demo`]: the demo trial seeded through the API (`clinflow-local seed-trial`);
 //! - [`invoke`]: the Lambda Invoke API (`sam local start-lambda`'s contract) at `CLINFLOW_LAMBDA_ADDR`.
 
 pub mod api;
+pub mod demo;
 pub mod emulator;
 pub mod functions;
 pub mod invoke;
@@ -26,9 +28,9 @@ use aws_config::{BehaviorVersion, Region};
 use functions::LocalFunction;
 use serde_json::Value as Json;
 use shared::aws::AwsClients;
-use shared::domain::{SiteId, SubjectId, TrialId};
-use shared::store::dynamodb::DynamoSubjects;
-use shared::store::Subject;
+use shared::clinical::subject::{Sex, SubjectRecord, SubjectStatus};
+use shared::domain::{SiteId, SubjectId, SubjectKey, TrialId};
+use shared::store::subjects::DynamoSubjects;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -460,6 +462,33 @@ impl LocalStack {
         )
     }
 
+    /// A dev token of a patient on the ePRO app: role `patient`, its `subject` claim naming the
+    /// one subject whose diary it keeps.
+    pub fn patient_token(&self, user: &str, subject: &str) -> String {
+        jwt::mint_with(
+            &self.jwt_secret,
+            &jwt::TokenSpec {
+                subject: user,
+                role: "patient",
+                sites: &[],
+                trials: &[],
+                issuer: &self.issuer,
+                audience: &self.audience,
+                ttl_seconds: 3600,
+            },
+            &[("subject", subject)],
+        )
+    }
+
+    /// The tokens the demo seeding ([`demo::seed_trial`]) acts with, for this stack.
+    pub fn demo_tokens(&self) -> demo::Tokens {
+        demo::Tokens {
+            secret: self.jwt_secret.clone(),
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+        }
+    }
+
     /// The SDK clients a function runs with: its role's user when IAM is enforced, else the stack's.
     pub async fn function_clients(&self, logical_id: &str) -> AwsClients {
         match self
@@ -485,23 +514,43 @@ impl LocalStack {
         self.provisioned.buckets.get(logical_id).map(String::as_str)
     }
 
-    /// Enrols subjects directly in the subjects table (enrolment through the API comes later).
+    /// Writes subjects straight into the subjects table, each a full record (demographics derived
+    /// from its id, so every run seeds the same) with its subject key claimed in the trial, and no
+    /// audit entry: fixtures, not enrolments (those go through `POST /v1/subjects`).
     pub async fn seed_subjects(&self, subjects: &[(&str, &str, &str)]) -> Result<(), Error> {
         let table = self
             .table("SubjectsTable")
             .ok_or("template has no SubjectsTable")?;
+        let keys = self
+            .table("SubjectKeysTable")
+            .ok_or("template has no SubjectKeysTable")?;
         let directory = DynamoSubjects::new(self.clients.dynamodb.clone(), table);
         for (subject, trial, site) in subjects {
             directory
-                .put(&Subject {
-                    id: SubjectId::parse(subject)?,
-                    trial: TrialId::parse(trial)?,
-                    site: SiteId::parse(site)?,
-                })
+                .seed(keys, &demo_record(subject, trial, site)?)
                 .await?;
         }
         Ok(())
     }
+}
+
+/// The full record of a seeded subject: its key is its id, sex and birth year follow from it.
+pub fn demo_record(subject: &str, trial: &str, site: &str) -> Result<SubjectRecord, Error> {
+    let id = SubjectId::parse(subject)?;
+    let n: u32 = subject.bytes().map(u32::from).sum();
+    let sex = if n % 2 == 0 { Sex::Female } else { Sex::Male };
+    Ok(SubjectRecord {
+        subject_key: SubjectKey::parse(subject)?,
+        id,
+        trial: TrialId::parse(trial)?,
+        site: SiteId::parse(site)?,
+        sex,
+        birth_year: 1945 + (n % 50) as i32,
+        enrolled_on: chrono::NaiveDate::from_ymd_opt(2026, 1, 15).ok_or("date")?,
+        status: SubjectStatus::Enrolled,
+        enrolled_by: "system:seed".into(),
+        enrolled_at: chrono::DateTime::from_timestamp(1_768_435_200, 0).ok_or("time")?,
+    })
 }
 
 /// Uploads the repo's test signature databases (signatures/) under `prefix`, if nothing is there.
@@ -541,7 +590,8 @@ async fn seed_signatures(clients: &AwsClients, bucket: &str, prefix: &str) -> Re
     Ok(())
 }
 
-/// The demo trial `make dev` walks: two sites, three subjects.
+/// The demo trial's fixture subjects (`make dev` walks SUBJ-0001's imaging; [`demo::seed_trial`]
+/// gives them and four subjects enrolled through the API their clinical data).
 pub const DEMO_SUBJECTS: &[(&str, &str, &str)] = &[
     ("SUBJ-0001", "CLIN-DEMO-01", "SITE-BOS-01"),
     ("SUBJ-0002", "CLIN-DEMO-01", "SITE-BOS-01"),

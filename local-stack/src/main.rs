@@ -4,7 +4,10 @@
 //!   the HttpApi at `CLINFLOW_API_ADDR` (default 127.0.0.1:3000), the Lambda Invoke API at
 //!   `CLINFLOW_LAMBDA_ADDR` (default 127.0.0.1:3001); prints the ready line and serves until
 //!   interrupted.
-//! - `clinflow-local token --role ROLE --sites A,B [--trials T1,T2] [--sub USER] [--ttl SECONDS]`: a dev token.
+//! - `clinflow-local token --role ROLE --sites A,B [--trials T1,T2] [--subject SUBJ] [--sub USER] [--ttl SECONDS]`: a dev
+//!   token (`--role patient --subject SUBJ-0001`: a patient's, for its own ePRO diary).
+//! - `clinflow-local seed-trial`: seeds the demo trial through the running stack's API at
+//!   `CLINFLOW_API_ADDR` ([`local_stack::demo`]): enrolments, forms, three weeks of ePRO diaries.
 //! - `clinflow-local emulator`: only the emulator; prints `AWS_ENDPOINT_URL=...` and runs until its
 //!   standard input closes (the test script shares one emulator between test binaries this way).
 
@@ -27,6 +30,7 @@ async fn main() -> Result<(), local_stack::Error> {
     match args.first().map(String::as_str) {
         Some("up") => up(&args).await,
         Some("token") => token(&args),
+        Some("seed-trial") => seed_trial().await,
         Some("emulator") => {
             let emulator = Emulator::start_moto()?;
             println!("AWS_ENDPOINT_URL={}", emulator.endpoint);
@@ -40,7 +44,7 @@ async fn main() -> Result<(), local_stack::Error> {
             Ok(())
         }
         _ => {
-            eprintln!("usage: clinflow-local up [--seed-demo] | token --role ROLE --sites A,B [--trials T1,T2] [--sub USER] [--ttl SECONDS] | emulator");
+            eprintln!("usage: clinflow-local up [--seed-demo] | seed-trial | token --role ROLE --sites A,B [--trials T1,T2] [--subject SUBJ] [--sub USER] [--ttl SECONDS] | emulator");
             std::process::exit(2);
         }
     }
@@ -87,9 +91,55 @@ async fn up(args: &[String]) -> Result<(), local_stack::Error> {
     Ok(())
 }
 
+/// The issuer and audience the template's JWT authorizer checks (the dev tokens name them).
+fn issuer_and_audience() -> Result<(String, String), local_stack::Error> {
+    let template = Template::load(
+        &local_stack::emulator::repo_root().join("template.yaml"),
+        "clinflow-local",
+        "us-east-1",
+        local_stack::emulator::MOTO_ACCOUNT,
+        &HashMap::new(),
+    )?;
+    let param = |n: &str| {
+        template
+            .parameter(n)
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .ok_or(format!("template parameter {n} missing"))
+    };
+    Ok((param("JwtIssuer")?, param("JwtAudience")?))
+}
+
+async fn seed_trial() -> Result<(), local_stack::Error> {
+    let addr = std::env::var("CLINFLOW_API_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let (issuer, audience) = issuer_and_audience()?;
+    let tokens = local_stack::demo::Tokens {
+        secret: jwt::dev_secret(),
+        issuer,
+        audience,
+    };
+    let seeded = local_stack::demo::seed_trial(&format!("http://{addr}"), &tokens).await?;
+    println!(
+        "seeded trial {}: {} subjects at {} sites, {} forms written, {} diary entries submitted",
+        local_stack::demo::TRIAL,
+        seeded.subjects.len(),
+        local_stack::demo::SITES.len(),
+        seeded.forms_written,
+        seeded.diary_entries
+    );
+    for (subject, site) in &seeded.subjects {
+        println!("  {subject} at {site}");
+    }
+    Ok(())
+}
+
 fn token(args: &[String]) -> Result<(), local_stack::Error> {
-    let role =
-        flag(args, "--role").ok_or("--role is required (site_staff, monitor, sponsor_admin)")?;
+    let role = flag(args, "--role")
+        .ok_or("--role is required (site_staff, monitor, sponsor_admin, patient)")?;
+    // A patient's token names its subject (--subject SUBJ-0001).
+    let subject = flag(args, "--subject");
+    if role == "patient" && subject.is_none() {
+        return Err("a patient's token needs --subject".into());
+    }
     let sites: Vec<String> = flag(args, "--sites")
         .unwrap_or_default()
         .split(',')
@@ -123,7 +173,7 @@ fn token(args: &[String]) -> Result<(), local_stack::Error> {
     let (issuer, audience) = (param("JwtIssuer")?, param("JwtAudience")?);
     println!(
         "{}",
-        jwt::mint(
+        jwt::mint_with(
             &jwt::dev_secret(),
             &jwt::TokenSpec {
                 subject: &user,
@@ -134,6 +184,10 @@ fn token(args: &[String]) -> Result<(), local_stack::Error> {
                 audience: &audience,
                 ttl_seconds: ttl,
             },
+            &subject
+                .as_deref()
+                .map(|s| vec![("subject", s)])
+                .unwrap_or_default(),
         )
     );
     Ok(())

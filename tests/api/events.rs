@@ -232,4 +232,28 @@ async fn every_sample_event_runs_through_its_handler() {
     let id = waiting.body["uploadId"].as_str().unwrap();
     let record = app.get(&format!("/v1/uploads/{id}"), &app.staff()).await;
     assert_eq!(record.body["status"], "FAILED", "{}", record.body);
+
+    // clinical-data: each write does its job once; sent again, the first answer (enrolment,
+    // ePRO) or 412 (the form exists); the monitor's trail shows them.
+    for (file, first, again) in [
+        ("clinical-data-enrol.json", 201, 200),
+        ("clinical-data-put-form.json", 201, 412),
+        ("clinical-data-submit-epro.json", 201, 201),
+    ] {
+        let (status, body) = invoke(&app, "clinical-data", &events[file]).await;
+        assert_eq!(status, first, "{file}: {body}");
+        let (status, body) = invoke(&app, "clinical-data", &events[file]).await;
+        assert_eq!(status, again, "{file}: {body}");
+    }
+    assert_eq!(app.item_count("FormsTable").await, 1);
+    assert_eq!(app.item_count("EproTable").await, 1);
+    let (status, trail) = invoke(&app, "clinical-data", &events["clinical-data-audit.json"]).await;
+    assert_eq!(status, 200, "{trail}");
+    let actions: Vec<&str> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["form.create", "epro.submit"], "{trail}");
 }

@@ -186,6 +186,27 @@ async fn every_sample_event_runs_through_the_invoke_api() {
     assert_eq!(imaging["summary"]["instances"], 1, "{imaging}");
     assert_eq!(imaging["summary"]["lastStudyDate"], "20040119");
 
+    // clinical-data: the enrolment, the form and the diary entry are written once each, whatever
+    // the retries; the monitor's trail lists the two changes to SUBJ-0001.
+    for (file, first, again) in [
+        ("clinical-data-enrol.json", 201, 200),
+        ("clinical-data-put-form.json", 201, 412),
+        ("clinical-data-submit-epro.json", 201, 201),
+    ] {
+        let (f, e) = run(file);
+        assert_eq!(f, "ClinicalDataFunction");
+        let (status, body) = http(&client, &f, &e).await;
+        assert_eq!(status, first, "{file}: {body}");
+        let (status, body) = http(&client, &f, &e).await;
+        assert_eq!(status, again, "{file}: {body}");
+    }
+    assert_eq!(app.item_count("FormsTable").await, 1);
+    assert_eq!(app.item_count("EproTable").await, 1);
+    let (f, e) = run("clinical-data-audit.json");
+    let (status, trail) = http(&client, &f, &e).await;
+    assert_eq!(status, 200, "{trail}");
+    assert_eq!(trail["entries"].as_array().unwrap().len(), 2, "{trail}");
+
     // process-dicom: the S3 test event and the sample (another bucket) are skipped; pointed at a
     // real upload, the sample event processes it.
     let (f, e) = run("process-dicom-s3-test-event.json");

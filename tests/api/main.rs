@@ -2,12 +2,15 @@
 
 mod auth;
 mod bad_input;
+mod clinical_auth;
 mod copy;
 mod corpus;
 mod crash_windows;
 mod deploy;
+mod epro;
 mod events;
 mod failures;
+mod forms;
 mod iam;
 mod identifiers;
 mod invoke;
@@ -17,5 +20,7 @@ mod openapi;
 mod pipeline;
 mod pollers;
 mod races;
+mod rate_limit;
 mod single_put;
+mod subjects;
 mod template;

@@ -177,7 +177,7 @@ async fn the_emulator_holds_what_the_template_declares() {
         .map(|r| stack.table(&r.logical_id).unwrap().to_owned())
         .collect();
     assert_eq!(tables, declared);
-    assert_eq!(declared.len(), 7);
+    assert_eq!(declared.len(), 12);
 
     let queues: BTreeSet<String> = c
         .sqs

@@ -753,3 +753,179 @@ pub fn object_created_body(bucket: &str, key: &str, size: usize, version: Option
         "s3": {"bucket": {"name": bucket}, "object": object},
     }]})
 }
+
+/// The clinical data routes, through the API (the report's tests build their subjects with these).
+impl TestApp {
+    /// A patient's token: role `patient`, its `subject` claim naming `subject`.
+    pub fn patient_token(&self, subject: &str) -> String {
+        self.stack
+            .patient_token(&format!("patient-{subject}"), subject)
+    }
+
+    /// Any request with extra headers (If-Match, Idempotency-Key ...), checked against openapi.yaml.
+    pub async fn send_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = self.http.request(method.clone(), self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        checked_reply(method.as_str(), path, req.send().await.expect("request")).await
+    }
+
+    /// `POST /v1/subjects` as `token`.
+    pub async fn enrol(&self, token: &str, body: &Value) -> Reply {
+        self.post("/v1/subjects", token, body).await
+    }
+
+    /// Enrols a subject at `site` of the demo trial as its site staff; the new subject id.
+    pub async fn enrol_subject(&self, site: &str, subject_key: &str) -> String {
+        let r = self
+            .enrol(
+                &self.token("site_staff", &[site]),
+                &enrolment(TRIAL, site, subject_key),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["subjectId"].as_str().expect("subjectId").to_owned()
+    }
+
+    /// `PUT /v1/subjects/{subject}/forms/{oid}`: `If-Match: "<version>"` when `version` is given,
+    /// else `If-None-Match: *` (create).
+    pub async fn put_form(
+        &self,
+        token: &str,
+        subject: &str,
+        oid: &str,
+        version: Option<u64>,
+        body: &Value,
+    ) -> Reply {
+        let tag = version.map(|v| format!("\"{v}\""));
+        let header = match &tag {
+            Some(t) => ("if-match", t.as_str()),
+            None => ("if-none-match", "*"),
+        };
+        self.send_with(
+            reqwest::Method::PUT,
+            &format!("/v1/subjects/{subject}/forms/{oid}"),
+            Some(token),
+            &[header],
+            Some(body),
+        )
+        .await
+    }
+
+    /// `POST /v1/subjects/{subject}/epro` with this `Idempotency-Key`.
+    pub async fn post_epro(&self, token: &str, subject: &str, key: &str, body: &Value) -> Reply {
+        self.send_with(
+            reqwest::Method::POST,
+            &format!("/v1/subjects/{subject}/epro"),
+            Some(token),
+            &[("idempotency-key", key)],
+            Some(body),
+        )
+        .await
+    }
+
+    /// The stored audit entries of a subject's clinical data (entity `subject#<id>`), oldest first.
+    pub async fn subject_audit(
+        &self,
+        subject: &str,
+    ) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .stack
+                .clients
+                .dynamodb
+                .query()
+                .table_name(self.table("AuditTable"))
+                .key_condition_expression("entity = :e")
+                .expression_attribute_values(
+                    ":e",
+                    aws_sdk_dynamodb::types::AttributeValue::S(format!("subject#{subject}")),
+                )
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("query audit");
+            out.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return out;
+            }
+        }
+    }
+
+    /// The actions of a subject's stored audit entries, oldest first, reads left out.
+    pub async fn subject_changes(&self, subject: &str) -> Vec<String> {
+        self.subject_audit(subject)
+            .await
+            .iter()
+            .filter_map(|i| i.get("action").and_then(|a| a.as_s().ok()).cloned())
+            .filter(|a| !a.starts_with("read."))
+            .collect()
+    }
+}
+
+/// An enrolment body for the demo trial's `site`.
+pub fn enrolment(trial: &str, site: &str, subject_key: &str) -> Value {
+    serde_json::json!({
+        "trialId": trial, "siteId": site, "subjectKey": subject_key,
+        "sex": "F", "birthYear": 1961, "enrolledOn": "2026-01-15",
+    })
+}
+
+/// A vital-signs form of one measurement.
+pub fn vital_signs(systolic: i64, diastolic: i64) -> Value {
+    serde_json::json!({"itemGroups": [{"itemGroupOid": "IG.VS", "repeatKey": 1, "items": {
+        "VSDAT": "2026-11-01", "SYSBP": systolic, "DIABP": diastolic, "PULSE": 72}}]})
+}
+
+/// A diary entry recorded `hours_ago` hours ago.
+pub fn diary_entry(hours_ago: i64, pain: i64) -> Value {
+    let at = chrono::Utc::now() - chrono::Duration::hours(hours_ago);
+    serde_json::json!({
+        "recordedAt": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "painScore": pain, "symptoms": ["FATIGUE"], "diaryCompleted": true,
+    })
+}
+
+/// template.yaml without the IAM statement `sid` (a copy in a temporary folder).
+pub fn template_without_statement(sid: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.trim() == format!("- Sid: {sid}"))
+        .unwrap_or_else(|| panic!("statement {sid} in template.yaml"));
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let depth = indent(lines[first]);
+    let last = lines[first + 1..]
+        .iter()
+        .position(|l| !l.trim().is_empty() && indent(l) <= depth)
+        .map_or(lines.len(), |i| first + 1 + i);
+    let kept: Vec<&str> = lines[..first]
+        .iter()
+        .chain(&lines[last..])
+        .copied()
+        .collect();
+    let dir = std::env::temp_dir().join(format!("clinflow-iam-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("template.yaml");
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    path
+}

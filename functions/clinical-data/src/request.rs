@@ -1,0 +1,186 @@
+//! What every route needs from a request: ids for the logs and the audit trail, the JSON body, the
+//! query, JSON answers, and the mapping of store failures to problems.
+
+use lambda_http::request::RequestContext;
+use lambda_http::{http::StatusCode, Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde_json::Value;
+use shared::clinical::FieldError;
+use shared::problem::Problem;
+use shared::store::StoreError;
+
+pub(crate) const CORRELATION_HEADER: &str = "x-correlation-id";
+
+pub(crate) struct RequestMeta {
+    pub request_id: String,
+    /// From the client's `x-correlation-id` when it is well formed, else the request id; it goes
+    /// into the audit entries.
+    pub correlation_id: String,
+}
+
+impl RequestMeta {
+    pub fn of(request: &Request) -> Self {
+        let request_id = match request.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+            _ => None,
+        }
+        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let correlation_id = request
+            .headers()
+            .get(CORRELATION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                (1..=128).contains(&v.len())
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| request_id.clone());
+        Self {
+            request_id,
+            correlation_id,
+        }
+    }
+
+    pub fn stamp(&self, mut response: Response<Body>) -> Response<Body> {
+        if let Ok(v) = self.correlation_id.parse() {
+            response.headers_mut().insert(CORRELATION_HEADER, v);
+        }
+        response
+    }
+}
+
+/// A JSON body: `application/json`, at most `max_bytes`, any JSON value (each route parses it
+/// into its type and reports every invalid field at once).
+pub(crate) fn json_body(request: &Request, max_bytes: usize) -> Result<Value, Problem> {
+    let content_type = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+        )
+        .detail("The request body must be application/json."));
+    }
+    let body: &[u8] = request.body().as_ref();
+    if body.len() > max_bytes {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Request body too large",
+        )
+        .detail(format!("The request body is limited to {max_bytes} bytes.")));
+    }
+    serde_json::from_slice(body).map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            "Malformed request",
+        )
+        .detail("The request body is not valid JSON.")
+    })
+}
+
+/// 422 with every invalid field (`errors: [{pointer, detail}]`, JSON pointers into the body).
+pub(crate) fn invalid(slug: &str, title: &str, errors: Vec<FieldError>) -> Problem {
+    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, slug, title)
+        .detail(format!(
+            "{} field{} of the request {} invalid; nothing was written.",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            if errors.len() == 1 { "is" } else { "are" }
+        ))
+        .extension("errors", errors)
+}
+
+/// 400 for query parameters: `errors: [{field, detail}]`, as the upload lists answer.
+pub(crate) fn invalid_query(errors: Vec<(String, String)>) -> Problem {
+    let errors: Vec<Value> = errors
+        .into_iter()
+        .map(|(field, detail)| serde_json::json!({"field": field, "detail": detail}))
+        .collect();
+    Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
+        .detail("The query parameters are invalid.")
+        .extension("errors", errors)
+}
+
+/// The query parameters, each at most once and only those the route knows.
+pub(crate) fn query(
+    request: &Request,
+    known: &[&str],
+) -> Result<std::collections::BTreeMap<String, String>, Problem> {
+    let params = request.query_string_parameters();
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (name, value) in params.iter() {
+        seen.entry(name.to_owned())
+            .or_default()
+            .push(value.to_owned());
+    }
+    let mut out = std::collections::BTreeMap::new();
+    let mut errors = Vec::new();
+    for (name, mut values) in seen {
+        if !known.contains(&name.as_str()) {
+            errors.push((name, "is not a parameter of this route".to_owned()));
+        } else if values.len() != 1 {
+            errors.push((name, "must be given once".to_owned()));
+        } else if let Some(one) = values.pop() {
+            out.insert(name, one);
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        errors.sort();
+        Err(invalid_query(errors))
+    }
+}
+
+/// `limit`: 1 to `max`, `default` when absent.
+pub(crate) fn limit(
+    params: &std::collections::BTreeMap<String, String>,
+    default: usize,
+    max: usize,
+    errors: &mut Vec<(String, String)>,
+) -> usize {
+    match params.get("limit") {
+        None => default,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => {
+                errors.push((
+                    "limit".into(),
+                    format!("must be a whole number from 1 to {max}"),
+                ));
+                default
+            }
+        },
+    }
+}
+
+/// A JSON answer.
+pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Result<Response<Body>, Problem> {
+    let body = serde_json::to_string(body).map_err(|_| Problem::internal())?;
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(body))
+        .map_err(|_| Problem::internal())
+}
+
+/// A store failure, as the client sees it (the cause was logged where it happened).
+pub(crate) fn store(e: StoreError) -> Problem {
+    match e {
+        StoreError::Unavailable(_) => Problem::unavailable(),
+        StoreError::Corrupt(what) => {
+            tracing::error!(what = %what, "stored item malformed");
+            Problem::internal()
+        }
+        StoreError::Conflict(_) | StoreError::Failed(_) => Problem::internal(),
+    }
+}
