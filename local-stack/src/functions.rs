@@ -36,6 +36,13 @@ impl HttpFunction for clinical_data::ClinicalApi {
 }
 
 #[async_trait]
+impl HttpFunction for subject_report::ReportApi {
+    async fn invoke(&self, request: Request) -> Response<Body> {
+        self.handle(request).await
+    }
+}
+
+#[async_trait]
 impl crate::pollers::SqsFunction for process_dicom::Processor {
     async fn invoke(
         &self,
@@ -79,6 +86,7 @@ pub const BINARIES: &[&str] = &[
     "ingest-failures",
     "process-dicom",
     "subject-imaging",
+    "subject-report",
     "upload-url",
 ];
 
@@ -114,6 +122,9 @@ pub fn build(
         ))),
         "clinical-data" => Ok(LocalFunction::Http(Arc::new(
             clinical_data::ClinicalApi::from_env(env, clients).map_err(|e| e.to_string())?,
+        ))),
+        "subject-report" => Ok(LocalFunction::Http(Arc::new(
+            subject_report::ReportApi::from_env(env, clients).map_err(|e| e.to_string())?,
         ))),
         other => Err(format!("no local handler for binary {other}")),
     }

@@ -21,6 +21,7 @@ mod pipeline;
 mod pollers;
 mod races;
 mod rate_limit;
+mod report;
 mod single_put;
 mod subjects;
 mod template;
