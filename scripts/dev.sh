@@ -124,6 +124,18 @@ step "GET /v1/subjects/SUBJ-0101/audit?limit=8: who changed and who read what"
 curl -sS "$api/v1/subjects/SUBJ-0101/audit?limit=8" -H "authorization: Bearer $monitor" | \
   "$py" -c "import json,sys; d=json.load(sys.stdin); [print('  ', e['at'], e['actor'], e['action'], '-', e['reason']) for e in d['entries']]"
 
+step "GET /v1/subjects/SUBJ-0101/report as a monitor: demographics, EDC, ePRO and imaging read concurrently, the risk score and its reasons"
+curl -sS "$api/v1/subjects/SUBJ-0101/report" -H "authorization: Bearer $monitor" | "$py" -c "
+import json,sys
+d=json.load(sys.stdin)
+if 'risk' not in d: print(json.dumps(d, indent=2)); sys.exit()
+r=d['risk']; g=d['demographics']
+print(f\"  {d['subjectId']} ({g['subjectKey']}, {g['sex']}, {g['ageYears']} y) at {d['siteId']}: risk {r['level']} ({r['score']} points){'' if r['complete'] else ' - partial, unassessed: ' + ', '.join(r['unassessed'])}\")
+for x in r['reasons']: print(f\"    +{x['points']:>3}  {x['code']}: {x['text']}\")
+for s in ('edc','epro','imaging'):
+    if not d[s]['available']: print(f\"  {s}: unavailable ({d[s]['reason']})\")
+print('  degraded:', d['degraded'])"
+
 step "The local stack keeps serving at $api (Ctrl-C to stop). Tokens: make token ROLE=<role> SITES=<site,site>"
 tail -n +1 -f "$log" &
 wait $stack

@@ -214,6 +214,12 @@ async fn route(state: &ApiState, parts: http::request::Parts, body: axum::body::
             return gateway_message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
         }
     };
+    // The Lambda context the runtime hands every invocation: its own request id, and the deadline
+    // the function's timeout sets (functions carve their calls' budgets from it).
+    let mut context = lambda_http::Context::default();
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    context.deadline = crate::pollers::now_millis() + binding.timeout.as_millis() as u64;
+    let request = lambda_http::RequestExt::with_lambda_context(request, context);
     let function = Arc::clone(&binding.function);
     let invocation = tokio::spawn(async move { function.invoke(request).await });
     match tokio::time::timeout(binding.timeout, invocation).await {

@@ -43,6 +43,13 @@ impl HttpFunction for metadata::MetadataApi {
 }
 
 #[async_trait]
+impl HttpFunction for subject_report::ReportApi {
+    async fn invoke(&self, request: Request) -> Response<Body> {
+        self.handle(request).await
+    }
+}
+
+#[async_trait]
 impl HttpFunction for reference_admin::ReferenceAdminApi {
     async fn invoke(&self, request: Request) -> Response<Body> {
         self.handle(request).await
@@ -106,6 +113,7 @@ pub const BINARIES: &[&str] = &[
     "reference-admin",
     "refresh-cache",
     "subject-imaging",
+    "subject-report",
     "upload-url",
 ];
 
@@ -152,6 +160,9 @@ pub fn build(
         ))),
         "clinical-data" => Ok(LocalFunction::Http(Arc::new(
             clinical_data::ClinicalApi::from_env(env, clients).map_err(|e| e.to_string())?,
+        ))),
+        "subject-report" => Ok(LocalFunction::Http(Arc::new(
+            subject_report::ReportApi::from_env(env, clients).map_err(|e| e.to_string())?,
         ))),
         other => Err(format!("no local handler for binary {other}")),
     }

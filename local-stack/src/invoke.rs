@@ -244,6 +244,8 @@ async fn dispatch(runner: &Runner, payload: Value, context: Context) -> Outcome 
                 Ok(r) => r,
                 Err(e) => return function_error("Runtime.UnmarshalError", e),
             };
+            // lambda_http hands the handler the invocation's context (its deadline) as well.
+            let request = lambda_http::RequestExt::with_lambda_context(request, context);
             let response = handler.invoke(request).await;
             match serde_json::to_value(gateway_response(response)) {
                 Ok(v) => Outcome::Response(v),

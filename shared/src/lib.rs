@@ -13,7 +13,8 @@
 //! - [`problem`]: RFC 9457 problem responses, the one shape every error takes on the wire;
 //! - [`config`], [`aws`], [`telemetry`]: environment, SDK clients and JSON logs, built once per cold start;
 //! - [`metrics`]: counts and latencies as CloudWatch Embedded Metric Format;
-//! - [`resilience`]: the token bucket's arithmetic (clock injected, no I/O);
+//! - [`resilience`]: the breaker, deadline budgets and the token bucket's arithmetic (clock injected, no I/O);
+//! - [`report`]: the subject risk report: its sources (ports and adapters), the fan-out under breakers and the deadline, the risk score;
 //! - [`notification`]: S3 notifications inside SQS bodies (the ingest queue and its DLQ).
 
 pub mod auth;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod notification;
 pub mod problem;
 pub mod reference;
+pub mod report;
 pub mod resilience;
 pub mod store;
 pub mod telemetry;

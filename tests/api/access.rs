@@ -52,6 +52,7 @@ fn policy(method: &str, path: &str) -> Option<Policy> {
         ("POST", "/v1/subjects/{subjectId}/epro") => p(&["monitor", "sponsor_admin"], true),
         ("GET", "/v1/subjects/{subjectId}/epro") => p(&[], true),
         ("GET", "/v1/subjects/{subjectId}/audit") => p(&["site_staff", "patient"], true),
+        ("GET", "/v1/subjects/{subjectId}/report") => p(&["patient"], true),
         // Reference data: any role reads; only sponsor admins reach the source.
         ("GET", "/v1/metadata/{kind}/{code}") | ("GET", "/v1/metadata") => p(&[], false),
         ("GET", "/v1/reference/{kind}/{code}") | ("PUT", "/v1/reference/{kind}/{code}") => {

@@ -173,6 +173,17 @@ async fn every_sample_event_runs_through_the_invoke_api() {
     assert_eq!(imaging["subjectId"], "SUBJ-0001");
     assert_eq!(imaging["summary"]["instances"], 1, "{imaging}");
     assert_eq!(imaging["summary"]["lastStudyDate"], "20040119");
+    // subject-report: the same subject's report, its imaging section from the same summary, its
+    // read audited.
+    let (f, e) = run("subject-report-get.json");
+    assert_eq!(f, "SubjectReportFunction");
+    let audit_before = app.item_count("AuditTable").await;
+    let (status, report) = http(&client, &f, &e).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["subjectId"], "SUBJ-0001");
+    assert_eq!(report["degraded"], false, "{report}");
+    assert_eq!(report["imaging"]["instances"], 1, "{report}");
+    assert_eq!(app.item_count("AuditTable").await, audit_before + 1);
 
     // refresh-cache: publishes the seeded reference data; metadata then reads it, by path and by the
     // old API's key; reference-admin creates the sample's entry (once: again, it is 412).
@@ -213,7 +224,18 @@ async fn every_sample_event_runs_through_the_invoke_api() {
     let (f, e) = run("clinical-data-audit.json");
     let (status, trail) = http(&client, &f, &e).await;
     assert_eq!(status, 200, "{trail}");
-    assert_eq!(trail["entries"].as_array().unwrap().len(), 2, "{trail}");
+    // The two changes, and the report's read above (reads are on the trail too).
+    let actions: Vec<&str> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["read.report", "form.create", "epro.submit"],
+        "{trail}"
+    );
 
     // process-dicom: the S3 test event and the sample (another bucket) are skipped; pointed at a
     // real upload, the sample event processes it.

@@ -26,6 +26,7 @@ mod pollers;
 mod races;
 mod rate_limit;
 mod reference;
+mod report;
 mod single_put;
 mod subjects;
 mod template;

@@ -4,6 +4,7 @@
 pub mod faults;
 pub mod openapi;
 pub mod reference;
+pub mod sources;
 
 use local_stack::emulator::{repo_root, Emulator};
 use local_stack::{LocalStack, Options, DEMO_SUBJECTS};

@@ -1,4 +1,10 @@
-//! Resilience arithmetic with no I/O in it, clock injected: the per-client token bucket
-//! ([`token_limit`]). The adapters that keep its state live in [`crate::store`].
+//! Resilience against slow, failing or flooding callers and dependencies, clock injected, no I/O:
+//! - [`breaker`]: go-zero's client-side throttling (the Google SRE breaker), one per dependency;
+//! - [`deadline`]: budgets carved from the remaining Lambda time, so a function answers before it
+//!   is killed;
+//! - [`token_limit`]: the per-client token bucket. The adapters that keep its state live in
+//!   [`crate::store`].
 
+pub mod breaker;
+pub mod deadline;
 pub mod token_limit;
