@@ -6,36 +6,56 @@
 //!
 //! Each anchor is held by a window: its first bytes and the classes after it in its segment.
 //!
-//! Two lanes share one 32-bit state word, so a short anchor does not blunt the filter for the long
-//! ones:
-//! - lane A (bits 0–15) holds the anchors of 9 bytes or more, by their first 9 bytes (8 q-grams);
-//! - lane B (bits 16–31) holds the shorter ones, right-aligned on the lane's 8 positions.
+//! Four lanes share one 64-bit state word, one lane per class of window length, so a short window
+//! blunts the filter only for the windows of its own class (a window of `n` classes right-aligned
+//! on a lane's 8 positions leaves the lane's first `9 - n` positions open: every q-gram passes
+//! there, for every window of the lane):
+//! - lane 0 (bits 0–15) holds the windows of 9 classes or more, by their first 9 (8 q-grams);
+//! - lane 1 (bits 16–31) those of 6 to 8 classes (at most 3 positions open);
+//! - lane 2 (bits 32–47) those of 3 to 5 classes;
+//! - lane 3 (bits 48–63) those of 1 or 2 classes (one q-gram: a set of byte pairs).
 //!
 //! The q-gram ending at byte `e` is `(byte[e - 1], byte[e])`. In a lane, bit `p` of `TABLE[q]` is 0
-//! when some anchor of the lane has q-gram `q` at position `p`; after the q-gram ending at `e`, bit 7
-//! of the lane is 0 when positions 0..=7 all matched: an anchor may end at `e` (lane B) or its first
-//! 9 bytes end at `e` (lane A). Either way the anchor starts in `[e - 8, e]`.
+//! when some window of the lane has q-gram `q` at position `p`; after the q-gram ending at `e`, bit 7
+//! of the lane is 0 when positions 0..=7 all matched: a window may end at `e` (lanes 1–3) or its
+//! first 9 classes end at `e` (lane 0). Either way the anchor starts in `[e - 8, e]`.
+//!
+//! The table has 65,536 entries of 8 bytes (512 KiB, held once per database); its lookups are the
+//! filter's work, eight independent ones per eight bytes, with no branch but one per eight bytes
+//! (taken only where a position is named).
 
 use super::signatures::ByteClass;
 
 /// How many positions (q-grams) a lane holds.
 const POSITIONS: u32 = 8;
-/// Lane B's offset in the state word.
-const LANE_B: u32 = 16;
+/// Bits per lane in the state word: 8 positions, and room for a step of 8 to shift them into.
+const LANE_BITS: u32 = 16;
+/// The lane of a window of `n` classes.
+fn lane(n: usize) -> u32 {
+    match n {
+        9.. => 0,
+        6..=8 => 1,
+        3..=5 => 2,
+        _ => 3,
+    }
+}
+/// `bits` repeated in each of the four lanes.
+const fn each_lane(bits: u64) -> u64 {
+    bits | bits << LANE_BITS | bits << (2 * LANE_BITS) | bits << (3 * LANE_BITS)
+}
 /// The bits a step carries over: positions 0–6 of each lane (position 7 moves out).
-const CARRY: u32 = 0x7F | (0x7F << LANE_B);
+const CARRY: u64 = each_lane(0x7F);
 /// After a step of 8 positions, bit `7 + d` of a lane is bit 7 of the state `d` positions earlier.
-const BLOCK_FIRE: u32 = 0xFF << 7 | (0xFF << (7 + LANE_B));
+const BLOCK_FIRE: u64 = each_lane(0xFF << 7);
 /// After a step of one position, bit 7 of each lane.
-const STEP_FIRE: u32 = 1 << 7 | 1 << (7 + LANE_B);
-
+const STEP_FIRE: u64 = each_lane(1 << 7);
 /// Each lane's 8 position bits (the others stay 0 in the table).
-const LANES: u32 = 0xFF | (0xFF << LANE_B);
-/// Bytes before an anchor's end (or, in lane A, before the end of its first 9 bytes) at most.
+const LANES: u64 = each_lane(0xFF);
+/// Bytes before an anchor's end (or, in lane 0, before the end of its first 9 bytes) at most.
 pub const REACH: u64 = POSITIONS as u64;
 
 pub struct QgramFilter {
-    table: Box<[u32; 1 << 16]>,
+    table: Box<[u64; 1 << 16]>,
 }
 
 impl QgramFilter {
@@ -43,12 +63,12 @@ impl QgramFilter {
     /// segment (at most 9, none empty, no two adjacent wildcards), so a short anchor followed by
     /// `??` and more bytes still filters well.
     pub fn new<'a>(windows: impl IntoIterator<Item = &'a [ByteClass]>) -> Self {
-        let mut table: Box<[u32; 1 << 16]> = vec![LANES; 1 << 16]
+        let mut table: Box<[u64; 1 << 16]> = vec![LANES; 1 << 16]
             .into_boxed_slice()
             .try_into()
             .expect("65536 entries");
-        // Positions some window leaves open (lane B, before a short window): every q-gram passes.
-        let mut open = 0u32;
+        // Positions some window leaves open (before a short window): every q-gram passes.
+        let mut open = 0u64;
         let mut clear = |a: &ByteClass, b: &ByteClass, bit: u32| {
             for x in members(a) {
                 for y in members(b) {
@@ -58,20 +78,21 @@ impl QgramFilter {
         };
         for window in windows {
             let n = window.len();
+            let base = lane(n) * LANE_BITS;
             if n > POSITIONS as usize {
                 for p in 0..POSITIONS as usize {
-                    clear(&window[p], &window[p + 1], p as u32);
+                    clear(&window[p], &window[p + 1], base + p as u32);
                 }
             } else if n >= 2 {
                 let first = POSITIONS as usize - (n - 1);
                 for k in 0..n - 1 {
-                    clear(&window[k], &window[k + 1], LANE_B + (first + k) as u32);
+                    clear(&window[k], &window[k + 1], base + (first + k) as u32);
                 }
-                open |= ((1 << first) - 1) << LANE_B;
+                open |= ((1 << first) - 1) << base;
             } else if let Some(only) = window.first() {
                 // One byte: the q-gram ending at it, whatever the byte before.
-                clear(&ByteClass::Any, only, LANE_B + POSITIONS - 1);
-                open |= 0x7F << LANE_B;
+                clear(&ByteClass::Any, only, base + POSITIONS - 1);
+                open |= 0x7F << base;
             }
         }
         for entry in table.iter_mut() {
@@ -93,8 +114,9 @@ impl QgramFilter {
         let Some(&first) = chunk.first() else {
             return;
         };
-        let step = |state: &mut u32, a: u8, b: u8, e: u64, fires: &mut Vec<u64>| {
-            *state = ((*state & CARRY) << 1) | self.table[a as usize | (b as usize) << 8];
+        let table = &*self.table;
+        let step = |state: &mut u64, a: u8, b: u8, e: u64, fires: &mut Vec<u64>| {
+            *state = ((*state & CARRY) << 1) | table[a as usize | (b as usize) << 8];
             if !*state & STEP_FIRE != 0 {
                 fires.push(e);
             }
@@ -102,11 +124,13 @@ impl QgramFilter {
         let mut state = s.state;
         step(&mut state, s.last, first, offset, fires);
         // Positions i = 1.. of the chunk, eight at a time: the q-grams are independent lookups,
-        // and the state advances by one shift per eight bytes.
+        // and the state advances by one shift per eight bytes. The nine bytes are two loads.
         let mut i = 1;
         while i + 8 <= chunk.len() {
             let w: &[u8; 9] = chunk[i - 1..i + 8].try_into().expect("nine bytes");
-            let t = |k: usize| self.table[w[k] as usize | (w[k + 1] as usize) << 8];
+            let v = u64::from_le_bytes(w[..8].try_into().expect("eight bytes"));
+            let t = |k: u32| table[(v >> (8 * k)) as u16 as usize];
+            let t7 = table[(v >> 56) as usize | (w[8] as usize) << 8];
             state = ((state & CARRY) << 8)
                 | t(0) << 7
                 | t(1) << 6
@@ -115,11 +139,13 @@ impl QgramFilter {
                 | t(4) << 3
                 | t(5) << 2
                 | t(6) << 1
-                | t(7);
+                | t7;
             let fire = !state & BLOCK_FIRE;
             if fire != 0 {
-                // Bit 7 + d (of either lane) names position i + 7 - d; report in order.
-                let lanes = (fire >> 7) & 0xFF | (fire >> (7 + LANE_B)) & 0xFF;
+                // Bit 7 + d (of any lane) names position i + 7 - d; report in order.
+                let mut lanes = fire >> 7;
+                lanes |= lanes >> (2 * LANE_BITS);
+                lanes |= lanes >> LANE_BITS;
                 for d in (0..8).rev() {
                     if lanes & (1 << d) != 0 {
                         fires.push(offset + (i + 7 - d) as u64);
@@ -165,7 +191,7 @@ pub fn window(segment: &[ByteClass], at: usize) -> &[ByteClass] {
 /// Where a filter's run is: its state and the last byte seen.
 #[derive(Debug, Clone, Copy)]
 pub struct FilterState {
-    state: u32,
+    state: u64,
     last: u8,
 }
 
@@ -211,9 +237,11 @@ mod tests {
 
     #[test]
     fn names_every_anchor_end_at_every_chunking() {
-        let anchors: [&[u8]; 5] = [
+        let anchors: [&[u8]; 7] = [
             b"a-long-anchor-here",
             b"exactly9!",
+            b"seven77",
+            b"eight888",
             b"short",
             b"Zq",
             b"\x07",
@@ -272,5 +300,44 @@ mod tests {
         let got = fires(&f, &data, 1 << 16);
         // Only the first positions (the bytes before the object count as matching).
         assert!(got.iter().all(|&e| e < 8), "{got:?}");
+    }
+
+    /// The worst case of a single lane: windows of one q-gram next to windows of 8 classes. Each
+    /// class has its own lane, so the short ones name only their own byte pairs, and the long
+    /// ones still name almost nothing in random data.
+    #[test]
+    fn a_short_window_does_not_blunt_the_longer_ones() {
+        let long: Vec<Vec<u8>> = (0..250)
+            .map(|i| format!("eig{i:04}!").into_bytes())
+            .collect();
+        let pairs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![0x30 + i, 0x80 + i]).collect();
+        let refs: Vec<&[u8]> = long.iter().chain(&pairs).map(Vec::as_slice).collect();
+        let f = exact(&refs);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let data: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let got = fires(&f, &data, 1 << 16);
+        let pair_ends = ends(&data, &pairs.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        // Every pair is named; beyond them, only the first positions.
+        assert!(pair_ends.iter().all(|e| got.binary_search(e).is_ok()));
+        let others: Vec<u64> = got
+            .iter()
+            .copied()
+            .filter(|e| pair_ends.binary_search(e).is_err())
+            .collect();
+        assert!(
+            others.iter().all(|&e| e < 8),
+            "{} others: {:?}",
+            others.len(),
+            &others[..others.len().min(20)]
+        );
+        // Some hundreds of the 2^20 positions hold a pair (about 10 / 65,536 of them).
+        assert!((50..1000).contains(&pair_ends.len()), "{}", pair_ends.len());
     }
 }
