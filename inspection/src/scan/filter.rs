@@ -6,56 +6,49 @@
 //!
 //! Each anchor is held by a window: its first bytes and the classes after it in its segment.
 //!
-//! Four lanes share one 64-bit state word, one lane per class of window length, so a short window
-//! blunts the filter only for the windows of its own class (a window of `n` classes right-aligned
-//! on a lane's 8 positions leaves the lane's first `9 - n` positions open: every q-gram passes
-//! there, for every window of the lane):
-//! - lane 0 (bits 0–15) holds the windows of 9 classes or more, by their first 9 (8 q-grams);
-//! - lane 1 (bits 16–31) those of 6 to 8 classes (at most 3 positions open);
-//! - lane 2 (bits 32–47) those of 3 to 5 classes;
-//! - lane 3 (bits 48–63) those of 1 or 2 classes (one q-gram: a set of byte pairs).
+//! Three lanes share one state word, one per class of window length, so a short window blunts the
+//! filter only for the windows of its own class:
+//! - lane A (state bits 0–14) holds the windows of 9 classes or more, by their first 9 (8 q-grams);
+//! - lane B (bits 16–30) those of 3 to 8 classes, right-aligned on the lane's 8 positions (a window
+//!   of `n` classes leaves the lane's first `9 - n` positions open: every q-gram passes there);
+//! - lane C (bits 31–38) those of 1 or 2 classes: one q-gram each, a set of byte pairs, so the lane
+//!   needs one bit of the table and no state carried from one position to the next. Lone two-byte
+//!   segments name only their own pairs, and the windows of lane B keep all their q-grams.
 //!
-//! The q-gram ending at byte `e` is `(byte[e - 1], byte[e])`. In a lane, bit `p` of `TABLE[q]` is 0
-//! when some window of the lane has q-gram `q` at position `p`; after the q-gram ending at `e`, bit 7
-//! of the lane is 0 when positions 0..=7 all matched: a window may end at `e` (lanes 1–3) or its
-//! first 9 classes end at `e` (lane 0). Either way the anchor starts in `[e - 8, e]`.
+//! The q-gram ending at byte `e` is `(byte[e - 1], byte[e])`. In lanes A and B, bit `p` of
+//! `TABLE[q]` is 0 when some window of the lane has q-gram `q` at position `p`; after the q-gram
+//! ending at `e`, bit 7 of the lane is 0 when positions 0..=7 all matched: a window may end at `e`
+//! (lane B) or its first 9 classes end at `e` (lane A). Bit 31 of `TABLE[q]` is 0 when `q` is a
+//! window of lane C. Either way the anchor starts in `[e - 8, e]`.
 //!
-//! The table has 65,536 entries of 8 bytes (512 KiB, held once per database); its lookups are the
-//! filter's work, eight independent ones per eight bytes, with no branch but one per eight bytes
-//! (taken only where a position is named).
+//! The table is 65,536 entries of 4 bytes (256 KiB, once per database): its lookups are the
+//! filter's work, eight independent ones per eight bytes, with one branch per eight bytes (taken
+//! only where a position is named).
 
 use super::signatures::ByteClass;
 
-/// How many positions (q-grams) a lane holds.
+/// How many positions (q-grams) lanes A and B hold.
 const POSITIONS: u32 = 8;
-/// Bits per lane in the state word: 8 positions, and room for a step of 8 to shift them into.
-const LANE_BITS: u32 = 16;
-/// The lane of a window of `n` classes.
-fn lane(n: usize) -> u32 {
-    match n {
-        9.. => 0,
-        6..=8 => 1,
-        3..=5 => 2,
-        _ => 3,
-    }
-}
-/// `bits` repeated in each of the four lanes.
-const fn each_lane(bits: u64) -> u64 {
-    bits | bits << LANE_BITS | bits << (2 * LANE_BITS) | bits << (3 * LANE_BITS)
-}
-/// The bits a step carries over: positions 0–6 of each lane (position 7 moves out).
-const CARRY: u64 = each_lane(0x7F);
-/// After a step of 8 positions, bit `7 + d` of a lane is bit 7 of the state `d` positions earlier.
-const BLOCK_FIRE: u64 = each_lane(0xFF << 7);
-/// After a step of one position, bit 7 of each lane.
-const STEP_FIRE: u64 = each_lane(1 << 7);
-/// Each lane's 8 position bits (the others stay 0 in the table).
-const LANES: u64 = each_lane(0xFF);
-/// Bytes before an anchor's end (or, in lane 0, before the end of its first 9 bytes) at most.
+/// Lane B's offset in the state word and the table.
+const LANE_B: u32 = 16;
+/// Lane C's bit in the table (and, after a step of one position, in the state).
+const LANE_C: u32 = 31;
+/// The bits a step carries over: positions 0–6 of lanes A and B (position 7 moves out; lane C
+/// carries nothing).
+const CARRY: u64 = 0x7F | (0x7F << LANE_B);
+/// After a step of 8 positions, bit `7 + d` of lanes A and B, and bit `31 + d` of lane C, say
+/// whether a window may end `d` positions before the last.
+const BLOCK_FIRE: u64 = 0xFF << 7 | (0xFF << (7 + LANE_B)) | (0xFF << LANE_C);
+/// After a step of one position, bit 7 of lanes A and B, and lane C's bit.
+const STEP_FIRE: u64 = 1 << 7 | 1 << (7 + LANE_B) | 1 << LANE_C;
+
+/// The table's bits in use: lanes A and B's 8 positions, lane C's one (the others stay 0).
+const LANES: u32 = 0xFF | (0xFF << LANE_B) | (1 << LANE_C);
+/// Bytes before an anchor's end (or, in lane A, before the end of its first 9 bytes) at most.
 pub const REACH: u64 = POSITIONS as u64;
 
 pub struct QgramFilter {
-    table: Box<[u64; 1 << 16]>,
+    table: Box<[u32; 1 << 16]>,
 }
 
 impl QgramFilter {
@@ -63,12 +56,12 @@ impl QgramFilter {
     /// segment (at most 9, none empty, no two adjacent wildcards), so a short anchor followed by
     /// `??` and more bytes still filters well.
     pub fn new<'a>(windows: impl IntoIterator<Item = &'a [ByteClass]>) -> Self {
-        let mut table: Box<[u64; 1 << 16]> = vec![LANES; 1 << 16]
+        let mut table: Box<[u32; 1 << 16]> = vec![LANES; 1 << 16]
             .into_boxed_slice()
             .try_into()
             .expect("65536 entries");
-        // Positions some window leaves open (before a short window): every q-gram passes.
-        let mut open = 0u64;
+        // Positions some window of lane B leaves open: every q-gram passes.
+        let mut open = 0u32;
         let mut clear = |a: &ByteClass, b: &ByteClass, bit: u32| {
             for x in members(a) {
                 for y in members(b) {
@@ -77,22 +70,24 @@ impl QgramFilter {
             }
         };
         for window in windows {
-            let n = window.len();
-            let base = lane(n) * LANE_BITS;
-            if n > POSITIONS as usize {
-                for p in 0..POSITIONS as usize {
-                    clear(&window[p], &window[p + 1], base + p as u32);
-                }
-            } else if n >= 2 {
-                let first = POSITIONS as usize - (n - 1);
-                for k in 0..n - 1 {
-                    clear(&window[k], &window[k + 1], base + (first + k) as u32);
-                }
-                open |= ((1 << first) - 1) << base;
-            } else if let Some(only) = window.first() {
+            match window {
+                [] => {}
                 // One byte: the q-gram ending at it, whatever the byte before.
-                clear(&ByteClass::Any, only, base + POSITIONS - 1);
-                open |= 0x7F << base;
+                [only] => clear(&ByteClass::Any, only, LANE_C),
+                [a, b] => clear(a, b, LANE_C),
+                _ if window.len() > POSITIONS as usize => {
+                    for p in 0..POSITIONS as usize {
+                        clear(&window[p], &window[p + 1], p as u32);
+                    }
+                }
+                _ => {
+                    let n = window.len();
+                    let first = POSITIONS as usize - (n - 1);
+                    for k in 0..n - 1 {
+                        clear(&window[k], &window[k + 1], LANE_B + (first + k) as u32);
+                    }
+                    open |= ((1 << first) - 1) << LANE_B;
+                }
             }
         }
         for entry in table.iter_mut() {
@@ -116,7 +111,7 @@ impl QgramFilter {
         };
         let table = &*self.table;
         let step = |state: &mut u64, a: u8, b: u8, e: u64, fires: &mut Vec<u64>| {
-            *state = ((*state & CARRY) << 1) | table[a as usize | (b as usize) << 8];
+            *state = ((*state & CARRY) << 1) | u64::from(table[a as usize | (b as usize) << 8]);
             if !*state & STEP_FIRE != 0 {
                 fires.push(e);
             }
@@ -129,8 +124,8 @@ impl QgramFilter {
         while i + 8 <= chunk.len() {
             let w: &[u8; 9] = chunk[i - 1..i + 8].try_into().expect("nine bytes");
             let v = u64::from_le_bytes(w[..8].try_into().expect("eight bytes"));
-            let t = |k: u32| table[(v >> (8 * k)) as u16 as usize];
-            let t7 = table[(v >> 56) as usize | (w[8] as usize) << 8];
+            let t = |k: u32| u64::from(table[(v >> (8 * k)) as u16 as usize]);
+            let t7 = u64::from(table[(v >> 56) as usize | (w[8] as usize) << 8]);
             state = ((state & CARRY) << 8)
                 | t(0) << 7
                 | t(1) << 6
@@ -142,10 +137,9 @@ impl QgramFilter {
                 | t7;
             let fire = !state & BLOCK_FIRE;
             if fire != 0 {
-                // Bit 7 + d (of any lane) names position i + 7 - d; report in order.
-                let mut lanes = fire >> 7;
-                lanes |= lanes >> (2 * LANE_BITS);
-                lanes |= lanes >> LANE_BITS;
+                // Bit 7 + d (of lane A or B) or 31 + d (lane C) names position i + 7 - d; report
+                // in order.
+                let lanes = (fire >> 7) | (fire >> (7 + LANE_B)) | (fire >> LANE_C);
                 for d in (0..8).rev() {
                     if lanes & (1 << d) != 0 {
                         fires.push(offset + (i + 7 - d) as u64);
