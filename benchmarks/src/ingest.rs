@@ -106,9 +106,40 @@ pub fn short_run_signatures() -> String {
         .collect()
 }
 
+/// A throughput two ways: over the wall-clock time, and over the CPU time the work got (what it
+/// would run at on a core of its own; the machine may be shared).
+#[derive(Debug, Clone, Copy)]
+pub struct Rate {
+    pub wall: f64,
+    pub cpu: f64,
+}
+
+/// Seconds on a CPU of the calling thread.
+fn thread_cpu_secs() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e9)
+}
+
+/// Seconds on a CPU of the waited-for children (user + system, clock ticks of 1/100 s).
+fn children_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command's closing parenthesis: cutime and cstime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(13)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
 /// `openssl dgst -sha256` over the file, MB/s.
-pub fn openssl_mb_s(path: &Path) -> Option<f64> {
+pub fn openssl_mb_s(path: &Path) -> Option<Rate> {
     let size = std::fs::metadata(path).ok()?.len();
+    let cpu = children_cpu_secs();
     let start = Instant::now();
     let out = Command::new("openssl")
         .arg("dgst")
@@ -116,9 +147,12 @@ pub fn openssl_mb_s(path: &Path) -> Option<f64> {
         .arg(path)
         .output()
         .ok()?;
-    out.status
-        .success()
-        .then(|| size as f64 / 1e6 / start.elapsed().as_secs_f64())
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = children_cpu_secs() - cpu;
+    out.status.success().then(|| Rate {
+        wall: size as f64 / 1e6 / wall,
+        cpu: size as f64 / 1e6 / cpu.max(0.01),
+    })
 }
 
 /// The file read in 1 MiB blocks, handed on as pieces of `piece` bytes: slices of the block, as
@@ -182,12 +216,16 @@ pub async fn inspector_mb_s(path: &Path, scanner: &BuiltinScanner, piece: usize)
     (size as f64 / 1e6 / secs, found)
 }
 
-/// MB/s of `f` over the file in 1 MiB reads.
-pub fn alone_mb_s(path: &Path, mut f: impl FnMut(&[u8])) -> f64 {
+/// MB/s of `f` over the file in 1 MiB reads, on this thread.
+pub fn alone_mb_s(path: &Path, mut f: impl FnMut(&[u8])) -> Rate {
     let size = std::fs::metadata(path).unwrap().len();
+    let cpu = thread_cpu_secs();
     let start = Instant::now();
     pieces(path, MIB as usize, |b| f(&b));
-    size as f64 / 1e6 / start.elapsed().as_secs_f64()
+    Rate {
+        wall: size as f64 / 1e6 / start.elapsed().as_secs_f64(),
+        cpu: size as f64 / 1e6 / (thread_cpu_secs() - cpu).max(1e-6),
+    }
 }
 
 pub fn median(mut v: Vec<f64>) -> Option<f64> {
