@@ -19,9 +19,12 @@ build:
 package:
 	@bash scripts/package.sh
 
-# The benchmarks (README, Performance): the inspector beside openssl, peak RSS, header parse beside pydicom.
+# The benchmarks (README, Measured): one markdown table, each figure beside its anchor from the same
+# run, written to benchmarks/RESULTS.md with the date and the machine. BENCH=ingest|sdk|header|cache|report|ratelimit|api runs one
+# group (printed, RESULTS.md left alone).
+BENCH ?=
 bench:
-	cargo run --release --locked -p clinflow-benchmarks
+	cargo run --release --locked -p clinflow-benchmarks -- $(if $(BENCH),--only $(BENCH))
 
 lint:
 	cargo fmt --all -- --check

@@ -5,6 +5,7 @@
 //! - `GET /v1/metadata/drug_code/N02BE01`: the reference cache, no AWS call per request;
 //! - `GET /v1/uploads/{id}`: one DynamoDB `GetItem` on the emulator;
 //! - `POST /v1/uploads`: a transaction (record + audit) and a presigned PUT on the emulator.
+//!
 //! The emulator is moto, a single Python process: the routes that call it measure moto as much as
 //! this code. Loopback only; 2 threads, 16 connections, 10 s per route.
 
@@ -88,7 +89,14 @@ fn wrk(url: &str, token: &str, script: Option<&Path>) -> Load {
 /// Starts the release `clinflow-local` from `root`, measures, stops it.
 pub fn run(root: &Path) -> ApiLoad {
     let status = Command::new("cargo")
-        .args(["build", "--release", "--locked", "-q", "-p", "clinflow-local"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-q",
+            "-p",
+            "clinflow-local",
+        ])
         .current_dir(root)
         .status()
         .expect("cargo");
@@ -157,7 +165,11 @@ pub fn run(root: &Path) -> ApiLoad {
     let id = created["uploadId"].as_str().expect("uploadId").to_owned();
     let figures = ApiLoad {
         gateway: wrk(&format!("{api}/no-such-route"), &token, None),
-        metadata: wrk(&format!("{api}/v1/metadata/drug_code/N02BE01"), &token, None),
+        metadata: wrk(
+            &format!("{api}/v1/metadata/drug_code/N02BE01"),
+            &token,
+            None,
+        ),
         get_upload: wrk(&format!("{api}/v1/uploads/{id}"), &token, None),
         create_upload: wrk(&format!("{api}/v1/uploads"), &token, Some(&post)),
     };

@@ -40,7 +40,9 @@ impl Data {
         let mut entries = Vec::new();
         for line in text.lines().skip(1) {
             // code,name,... — the code and a name are enough here (names may hold quoted commas).
-            let Some((code, rest)) = line.split_once(',') else { continue };
+            let Some((code, rest)) = line.split_once(',') else {
+                continue;
+            };
             entries.push(ReferenceEntry {
                 kind: ReferenceKind::DrugCode,
                 code: code.to_owned(),
@@ -208,7 +210,10 @@ where
 /// The shared cache: readers `view()` the current snapshot; the writer installs a new one.
 pub fn arc_swap(data: &Data) -> Measured {
     let snapshots = [snapshot(&data.versions[0]), snapshot(&data.versions[1])];
-    let cache = Arc::new(ReferenceCache::new(Arc::new(Unused), Duration::from_secs(3600)));
+    let cache = Arc::new(ReferenceCache::new(
+        Arc::new(Unused),
+        Duration::from_secs(3600),
+    ));
     cache.install(Loaded {
         snapshot: snapshots[0].clone(),
         etag: "0".into(),

@@ -1,286 +1,298 @@
-//! `cargo run --release -p clinflow-benchmarks [-- SIZE_MIB]`
+//! `make bench` = `cargo run --release -p clinflow-benchmarks [-- [SIZE_MIB] [--only GROUP]]`
 //!
-//! 1. Writes a synthetic DICOM file of SIZE_MIB (default 1024) MiB of pixel data under
-//!    target/bench/ (kept between runs).
-//! 2. Times `openssl dgst -sha256` on it: the anchor.
-//! 3. Times the one-pass inspector (SHA-256 + built-in scanner with 1,000 body signatures + EICAR +
-//!    DICOM header parser) on the same file, read in 1 MiB chunks; reports MB/s and the process's
-//!    peak RSS (VmHWM).
-//! 4. Times the header-only parse over pydicom's corpus (files/s) beside pydicom's
-//!    `dcmread(stop_before_pixels=True)` over the same files, when .venv has pydicom.
+//! Runs every benchmark and prints ONE markdown table, each figure beside its anchor measured in
+//! the same run with the ratio and the goal; writes it to `benchmarks/RESULTS.md` with the date and
+//! the machine (CPU model, cores, flags). Groups (`--only` runs one, e.g. under a profiler):
+//! - `ingest`: the one-pass inspector over a SIZE_MIB (default 1024) MiB synthetic DICOM (kept
+//!   under target/bench/) beside `openssl dgst -sha256`: large reads, 16 KiB pieces, pieces of the
+//!   size the SDK delivers; the scan, SHA-256 and the parse alone; the scanner's worst case;
+//! - `sdk`: the chunks the aws-sdk-s3 body stream delivers over HTTPS on loopback;
+//! - `header`: the header-only parse over pydicom's corpus beside pydicom (when .venv has it);
+//! - `cache`: the reference-data cache (ArcSwap) beside `RwLock<HashMap>` (`cache.rs`);
+//! - `report`: the subject report's latency with injected source latencies (`report.rs`);
+//! - `ratelimit`: the ePRO rate limiter against DynamoDB on moto beside in-process (`rate_limit.rs`);
+//! - `api`: the local HttpApi under `wrk` (`api_load.rs`; `apt-get install wrk`).
+//!
+//! Peak RSS is measured per group (VmHWM, reset between groups).
+//!
+//! To add a benchmark: a function that pushes [`table::Row`]s (figure, value, anchor measured in the
+//! same run, goal) onto the table, called from `main`.
 
-use inspection::inspect::Inspector;
-use inspection::scan::signatures::SignatureDb;
-use inspection::scan::BuiltinScanner;
-use std::io::{Read, Write};
+mod api_load;
+mod cache;
+mod ingest;
+mod rate_limit;
+mod report;
+mod sdk_chunks;
+mod table;
+
+use ingest::MIB;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-const MIB: u64 = 1024 * 1024;
-const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+use table::{Goal, Machine, Row, Table, Value};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .unwrap()
+        .expect("the workspace")
         .to_path_buf()
 }
 
-fn large_file(mib: u64) -> PathBuf {
-    let dir = root().join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("synthetic-{mib}MiB.dcm"));
-    let pixel = mib * MIB;
-    let head = inspection::dicom::synthetic::header(1, pixel);
-    if std::fs::metadata(&path).map(|m| m.len()).ok() == Some(head.len() as u64 + pixel) {
-        return path;
-    }
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    f.write_all(&head).unwrap();
-    let mut block = vec![0u8; MIB as usize];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for _ in 0..mib {
-        for chunk in block.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-        }
-        f.write_all(&block).unwrap();
-    }
-    f.flush().unwrap();
-    path
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// The process's peak RSS since the last [`reset_peak_rss`], MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
-fn scanner(extra_ndb: &str) -> BuiltinScanner {
-    let mut db = SignatureDb::default();
-    // 1,000 body signatures of pseudo-random bytes, in the forms real databases use: plain hex,
-    // a one-byte wildcard, an unbounded gap, a bounded gap.
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut bytes = |n: usize| -> String {
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                format!("{:02x}", x as u8)
-            })
-            .collect()
-    };
-    let ndb: String = (0..1000)
-        .map(|i| {
-            let body = match i % 4 {
-                0 => bytes(24),
-                1 => format!("{}??{}", bytes(12), bytes(12)),
-                2 => format!("{}*{}", bytes(10), bytes(10)),
-                _ => format!("{}{{4-16}}{}", bytes(8), bytes(8)),
-            };
-            format!("Bench.Sig{i}:0:*:{body}\n")
-        })
-        .collect();
-    db.add_file("bench.ndb", &ndb).unwrap();
-    db.add_file("eicar.ndb", &format!("Eicar:0:*:{}\n", hex_of(EICAR)))
-        .unwrap();
-    db.add_file(
-        "eicar.hdb",
-        "44d88612fea8a8f36de82e1278abb02f:68:Eicar-Hash\n",
-    )
-    .unwrap();
-    if !extra_ndb.is_empty() {
-        db.add_file("extra.ndb", extra_ndb).unwrap();
-    }
-    BuiltinScanner::new(db, u64::MAX).unwrap()
+/// Starts a new peak (Linux: writing 5 to clear_refs resets VmHWM to the current RSS).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn openssl_mb_s(path: &Path, size: u64) -> Option<f64> {
-    let start = Instant::now();
-    let out = Command::new("openssl")
-        .arg("dgst")
-        .arg("-sha256")
-        .arg(path)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| size as f64 / 1e6 / start.elapsed().as_secs_f64())
-}
-
-async fn inspector_mb_s(
-    path: &Path,
-    size: u64,
-    scanner: &BuiltinScanner,
-    chunk: usize,
-) -> (f64, String) {
-    let mut file = std::fs::File::open(path).unwrap();
-    let start = Instant::now();
-    let mut inspector = Inspector::start(scanner, size).await.unwrap();
-    loop {
-        // A fresh buffer per chunk, as a network stream hands out (no copy into Bytes).
-        let mut buf = vec![0u8; chunk];
-        let n = file.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        buf.truncate(n);
-        inspector.update(bytes::Bytes::from(buf)).await.unwrap();
-    }
-    let inspection = inspector.finish().await.unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    let verdict = format!(
-        "{:?}, dicom ok: {}",
-        inspection.verdict,
-        inspection.dicom.is_ok()
-    );
-    (size as f64 / 1e6 / secs, verdict)
-}
-
-/// Reads the file in 1 MiB chunks into `f`; the seconds it took.
-fn read_through(path: &Path, mut f: impl FnMut(&[u8])) -> f64 {
-    let mut file = std::fs::File::open(path).unwrap();
-    let mut buf = vec![0u8; MIB as usize];
-    let start = Instant::now();
-    loop {
-        let n = file.read(&mut buf).unwrap();
-        if n == 0 {
-            return start.elapsed().as_secs_f64();
-        }
-        f(&buf[..n]);
-    }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn corpus() -> Vec<PathBuf> {
-    let py = root().join(".venv/bin/python");
-    let out = Command::new(&py)
-        .arg(root().join("scripts/dicom_reference.py"))
-        .arg("--list")
-        .output();
-    out.map(|o| {
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(PathBuf::from)
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let mib: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1024);
-    let path = large_file(mib);
-    let size = std::fs::metadata(&path).unwrap().len();
-    println!("file: {} ({:.0} MB)", path.display(), size as f64 / 1e6);
-    // Warm the page cache so both read from memory; then three rounds, the two interleaved so a
-    // noisy neighbour weighs on both alike; the median of each.
-    let _ = openssl_mb_s(&path, size);
-    let bench_scanner = scanner("");
-    let (mut anchors, mut ours, mut verdict) = (Vec::new(), Vec::new(), String::new());
+/// Three interleaved rounds of the anchor and each figure (so a noisy neighbour weighs on all
+/// alike); the medians.
+async fn ingest(table: &mut Table, path: &Path) {
+    let size = std::fs::metadata(path).unwrap().len();
+    let scanner = ingest::scanner("");
+    // Warm the page cache, so every pass reads from memory.
+    let _ = ingest::openssl_mb_s(path);
+    reset_peak_rss();
+    let (mut anchor, mut large, mut small, mut found) =
+        (Vec::new(), Vec::new(), Vec::new(), String::new());
     for _ in 0..3 {
-        anchors.extend(openssl_mb_s(&path, size));
-        let (mb_s, v) = inspector_mb_s(&path, size, &bench_scanner, MIB as usize).await;
-        ours.push(mb_s);
-        verdict = v;
+        anchor.extend(ingest::openssl_mb_s(path));
+        let (mb_s, f) = ingest::inspector_mb_s(path, &scanner, MIB as usize).await;
+        large.push(mb_s);
+        found = f;
+        small.push(ingest::inspector_mb_s(path, &scanner, 16 * 1024).await.0);
     }
-    let ours = median(&mut ours);
-    match (!anchors.is_empty()).then(|| median(&mut anchors)) {
-        Some(a) => println!(
-            "one-pass inspector: {ours:.0} MB/s   openssl dgst -sha256: {a:.0} MB/s   ratio {:.2}   (medians of 3; {verdict})",
-            ours / a
-        ),
-        None => println!("one-pass inspector: {ours:.0} MB/s (openssl not found)"),
-    }
-    // An S3 body streams in chunks of some KiB, not MiB: the same pass at that size.
-    let (small, _) = inspector_mb_s(&path, size, &bench_scanner, 16 * 1024).await;
-    println!(
-        "  the same pass in 16 KiB chunks (as a network stream hands them out): {small:.0} MB/s"
-    );
-    // Where the time goes: each part alone over the same bytes.
-    let mb_s = |secs: f64| size as f64 / 1e6 / secs;
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-    let secs = read_through(&path, |b| sha2::Digest::update(&mut hasher, b));
-    println!("  sha256 alone: {:.0} MB/s", mb_s(secs));
-    let mut scan = bench_scanner.engine_scan(size);
-    let secs = read_through(&path, |b| scan.update(b));
-    println!("  scan alone: {:.0} MB/s", mb_s(secs));
-    let mut parser = inspection::dicom::HeaderParser::new(size);
-    let secs = read_through(&path, |b| parser.feed(b));
-    println!("  parse alone: {:.0} MB/s", mb_s(secs));
-    // The filter's weak spot: short anchors. Signatures added to the same database, scanned alone
-    // over the same file.
-    // (Four two-byte runs apart: no match by chance, so the whole file is scanned.)
-    let short: String = (0..10u8)
-        .map(|i| {
-            let run = |k: u8| format!("{:02x}{:02x}", 0x30 + i * 7 + k, 0x80 + i * 5 + k);
-            format!(
-                "Bench.Short{i}:0:*:{}??{}??{}??{}\n",
-                run(0),
-                run(1),
-                run(2),
-                run(3)
-            )
-        })
-        .collect();
-    // The worst case: segments of two bytes alone (here pinned at offset 0, so they never match
-    // and the whole file is scanned).
-    let tiny: String = (0..10u8)
-        .map(|i| format!("Bench.Tiny{i}:0:0:{:02x}{:02x}\n", 0x30 + i, 0x80 + i))
-        .collect();
-    for (what, extra) in [
-        (
-            "10 signatures whose exact runs are two bytes, split by ??",
-            short,
-        ),
-        (
-            "10 signatures of one two-byte segment (the worst case)",
-            tiny,
-        ),
-    ] {
-        let mut scan = scanner(&extra).engine_scan(size);
-        let secs = read_through(&path, |b| scan.update(b));
-        println!(
-            "  scan alone, {what} added: {:.0} MB/s ({:?})",
-            mb_s(secs),
-            scan.finish(&[0; 32])
-        );
-    }
-    println!(
-        "peak RSS of this process: {:.1} MiB (the file is {:.0} MiB)",
-        peak_rss_mib(),
+    let rss = peak_rss_mib();
+    let openssl_cpu = ingest::median(anchor.iter().map(|r| r.cpu).collect());
+    let openssl = ingest::median(anchor.iter().map(|r| r.wall).collect()).map(Value::mb_s);
+    let what = format!(
+        "over a {:.0} MiB synthetic DICOM ({found})",
         size as f64 / MIB as f64
     );
+    let anchor_name = "`openssl dgst -sha256`, same file";
+    table.push(
+        Row::new(
+            format!("one-pass inspector (SHA-256 + scanner with 1,002 signatures + DICOM parser), 1 MiB reads, {what}; median of 3"),
+            ingest::median(large).map(Value::mb_s),
+        )
+        .beside(anchor_name, openssl)
+        .goal(Goal::RatioAtLeast(0.8)),
+    );
+    table.push(
+        Row::new(
+            "the same pass in 16 KiB pieces (a TLS record each)",
+            ingest::median(small).map(Value::mb_s),
+        )
+        .beside(anchor_name, openssl)
+        .goal(Goal::RatioAtLeast(0.8)),
+    );
+    // Where the time goes: each part alone over the same bytes, median of 3; with the rate per
+    // CPU-second of the thread beside openssl's per CPU-second (what each would do on a core of its
+    // own when the machine is shared).
+    let alone = |f: &mut dyn FnMut(&[u8])| {
+        let rates: Vec<ingest::Rate> = (0..3).map(|_| ingest::alone_mb_s(path, &mut *f)).collect();
+        (
+            ingest::median(rates.iter().map(|r| r.wall).collect()).unwrap_or(0.0),
+            ingest::median(rates.iter().map(|r| r.cpu).collect()).unwrap_or(0.0),
+        )
+    };
+    let per_cpu = |cpu: f64| match openssl_cpu {
+        Some(o) => format!(
+            "; per CPU-second {cpu:.0} MB/s, openssl's {o:.0} MB/s ({:.2}×)",
+            cpu / o
+        ),
+        None => format!("; per CPU-second {cpu:.0} MB/s"),
+    };
+    let mut s = scanner.engine_scan(size);
+    let (scan, scan_cpu) = alone(&mut |b| s.update(b));
+    table.push(
+        Row::new(
+            format!(
+                "scan alone (q-gram prefilter + Aho-Corasick), 1 MiB reads, median of 3{}",
+                per_cpu(scan_cpu)
+            ),
+            Some(Value::mb_s(scan)),
+        )
+        .beside(anchor_name, openssl),
+    );
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let (sha, sha_cpu) = alone(&mut |b| sha2::Digest::update(&mut hasher, b));
+    table.push(
+        Row::new(
+            format!(
+                "SHA-256 alone (sha2 crate), median of 3{}",
+                per_cpu(sha_cpu)
+            ),
+            Some(Value::mb_s(sha)),
+        )
+        .beside(anchor_name, openssl),
+    );
+    let mut parser = inspection::dicom::HeaderParser::new(size);
+    let (parse, _) = alone(&mut |b| parser.feed(b));
+    table.push(
+        Row::new(
+            "DICOM header parse alone, median of 3",
+            Some(Value::mb_s(parse)),
+        )
+        .beside(anchor_name, openssl),
+    );
+    for (what, extra, goal) in [
+        (
+            "scan alone, 10 signatures whose exact runs are two bytes split by `??` added",
+            ingest::short_run_signatures(),
+            None,
+        ),
+        (
+            "scan alone, 10 signatures of one lone two-byte segment added (the worst case)",
+            ingest::worst_case_signatures(),
+            Some(Goal::AtLeast(400.0)),
+        ),
+    ] {
+        let scanner = ingest::scanner(&extra);
+        let mut s = scanner.engine_scan(size);
+        let (mb_s, cpu) = alone(&mut |b| s.update(b));
+        let verdict = s.finish(&[0; 32]);
+        let mut row = Row::new(
+            format!("{what} ({verdict:?}), median of 3{}", per_cpu(cpu)),
+            Some(Value::mb_s(mb_s)),
+        )
+        .beside("scan alone, above", Some(Value::mb_s(scan)));
+        if let Some(g) = goal {
+            row = row.goal(g);
+        }
+        table.push(row);
+    }
+    table.push(
+        Row::new(
+            "peak RSS of the inspector passes (the process's VmHWM)",
+            rss.map(Value::mib),
+        )
+        .beside("the file", Some(Value::mib(size as f64 / MIB as f64)))
+        .goal(Goal::AtMost(64.0)),
+    );
+}
 
-    let files: Vec<PathBuf> = corpus()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
+/// The pass in pieces of the size the SDK delivered, beside openssl (interleaved, median of 3).
+async fn ingest_at(table: &mut Table, path: &Path, piece: usize) {
+    let scanner = ingest::scanner("");
+    let (mut anchor, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        anchor.extend(ingest::openssl_mb_s(path));
+        ours.push(ingest::inspector_mb_s(path, &scanner, piece).await.0);
+    }
+    table.push(
+        Row::new(
+            format!("the one-pass inspector in {piece}-byte pieces (the median chunk the SDK delivered on a paced link, above); median of 3"),
+            ingest::median(ours).map(Value::mb_s),
+        )
+        .beside(
+            "`openssl dgst -sha256`, same file",
+            ingest::median(anchor.iter().map(|r| r.wall).collect()).map(Value::mb_s),
+        )
+        .goal(Goal::RatioAtLeast(0.8)),
+    );
+}
+
+/// The inspector as the SDK body stream's reader.
+struct Feed(Option<inspection::inspect::Inspector>);
+
+impl sdk_chunks::AsyncConsume for Feed {
+    async fn consume(&mut self, chunk: bytes::Bytes) {
+        if let Some(i) = &mut self.0 {
+            i.update(chunk).await.unwrap();
+        }
+    }
+}
+
+/// The chunk sizes the SDK's body stream delivers (over TLS, as from S3), read by the inspector.
+/// Returns the median chunk (by bytes) on a link slower than the reader, as from S3 (tens to a few
+/// hundred MB/s per connection): the size the ingest pass is then measured at.
+async fn sdk(table: &mut Table, dir: &Path) -> Option<usize> {
+    let scanner = ingest::scanner("");
+    let mut real = None;
+    for (size, write, rate, how) in [
+        (
+            256 * MIB,
+            1 << 20,
+            None,
+            "the server writing 1 MiB at a time as fast as TLS on loopback goes",
+        ),
+        (
+            64 * MIB,
+            16 << 10,
+            Some(100e6),
+            "the server writing a 16 KiB record at a time paced at 100 MB/s (a link slower than the reader, as S3's)",
+        ),
+    ] {
+        let inspector = inspection::inspect::Inspector::start(&scanner, size)
+            .await
+            .ok();
+        let figure = format!("aws-sdk-s3 GetObject body chunks over HTTPS (rustls on aws-lc, as in the functions; `try_next` into the inspector), {how}");
+        let Some(chunks) = sdk_chunks::measure(dir, size, write, rate, Feed(inspector)).await
+        else {
+            table.push(Row::new(figure, None));
+            continue;
+        };
+        let median = chunks.median();
+        if rate.is_some() {
+            real = Some(median);
+        }
+        table.push(
+            Row::new(
+                format!(
+                    "{figure}: median chunk ({} chunks, {:.0}% of them ≤ 16 KiB; half the bytes in chunks ≤ {} B; 10% ≤ {} B, 90% ≤ {} B, largest {} B; {:.0} MB/s)",
+                    chunks.sizes.len(),
+                    100.0 * chunks.share_at_most(16 << 10),
+                    chunks.by_bytes(0.5),
+                    chunks.by_bytes(0.1),
+                    chunks.by_bytes(0.9),
+                    chunks.largest(),
+                    chunks.total() as f64 / 1e6 / chunks.secs,
+                ),
+                Some(Value::bytes(median as f64)),
+            )
+            .beside("a TLS record's most plaintext", Some(Value::bytes(16384.0))),
+        );
+    }
+    real
+}
+
+/// The header-only parse over pydicom's corpus beside pydicom's `dcmread(stop_before_pixels)`.
+fn header(table: &mut Table) {
+    let py = root().join(".venv/bin/python");
+    let files: Vec<PathBuf> = Command::new(&py)
+        .arg(root().join("scripts/dicom_reference.py"))
+        .arg("--list")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(PathBuf::from)
+                .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let figure = |n: usize| format!("header-only parse over pydicom's {n} test `.dcm` files");
     if files.is_empty() {
-        println!("header parse: pydicom corpus not found (make setup)");
+        table.push(
+            Row::new(figure(0), None)
+                .beside("pydicom (corpus not found: `make setup`)", None)
+                .goal(Goal::RatioAtLeast(20.0)),
+        );
         return;
     }
-    let contents: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    reset_peak_rss();
+    let contents: Vec<Vec<u8>> = files.iter().filter_map(|f| std::fs::read(f).ok()).collect();
     let rounds = 20;
     let start = Instant::now();
     let mut parsed = 0;
@@ -293,21 +305,202 @@ async fn main() {
     }
     let ours = (rounds * contents.len()) as f64 / start.elapsed().as_secs_f64();
     let script = "import sys, time, warnings\nwarnings.simplefilter('ignore')\nimport pydicom\nfiles = sys.argv[1:]\nstart = time.perf_counter(); n = 0\nfor f in files:\n    try:\n        pydicom.dcmread(f, stop_before_pixels=True); n += 1\n    except Exception:\n        pass\nprint(len(files) / (time.perf_counter() - start))\n";
-    let out = Command::new(root().join(".venv/bin/python"))
+    let theirs: Option<f64> = Command::new(&py)
         .arg("-c")
         .arg(script)
         .args(&files)
-        .output();
-    let theirs: Option<f64> = out
+        .output()
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok());
-    match theirs {
-        Some(t) => println!(
-            "header parse over {} corpus files: {ours:.0} files/s   pydicom dcmread(stop_before_pixels=True): {t:.0} files/s   ratio {:.1}x   ({} parsed per round)",
-            contents.len(),
-            ours / t,
-            parsed / rounds
+    table.push(
+        Row::new(
+            format!("{} ({} parse)", figure(contents.len()), parsed / rounds),
+            Some(Value::per_s(ours, "files/s")),
+        )
+        .beside(
+            "pydicom `dcmread(stop_before_pixels=True)`, same files",
+            theirs.map(|t| Value::per_s(t, "files/s")),
+        )
+        .goal(Goal::RatioAtLeast(20.0)),
+    );
+}
+
+/// The reference-data cache beside `RwLock<HashMap>`: 2 readers, a writer replacing the data every ms.
+fn reference_cache(table: &mut Table) {
+    let data = cache::Data::load(&root());
+    let swap = cache::arc_swap(&data);
+    let lock = cache::rw_lock(&data);
+    let what = format!(
+        "{} drug codes, 2 reader threads, a writer replacing the data every 1 ms",
+        data.len()
+    );
+    table.push(
+        Row::new(
+            format!("reference cache (ArcSwap snapshot) reads/s; {what}"),
+            Some(Value::per_s(swap.reads_per_second, "reads/s")),
+        )
+        .beside(
+            "RwLock<HashMap> reads/s, same conditions",
+            Some(Value::per_s(lock.reads_per_second, "reads/s")),
+        )
+        .goal(Goal::RatioAtLeast(5.0)),
+    );
+    table.push(
+        Row::new(
+            "reference cache p99 read latency",
+            Some(Value::per_s(swap.p99_ns, "ns")),
+        )
+        .beside("RwLock<HashMap> p99", Some(Value::per_s(lock.p99_ns, "ns")))
+        .goal(Goal::AtMost(1000.0)),
+    );
+    table.push(
+        Row::new(
+            "reference cache p50 read latency",
+            Some(Value::per_s(swap.p50_ns, "ns")),
+        )
+        .beside("RwLock<HashMap> p50", Some(Value::per_s(lock.p50_ns, "ns"))),
+    );
+}
+
+/// The local HttpApi under wrk on loopback (release clinflow-local over its own moto).
+fn api(table: &mut Table) {
+    let load = api_load::run(&root());
+    let gateway = load.gateway;
+    for (route, l) in [
+        (
+            "GET /v1/metadata/drug_code/N02BE01 (reference cache, no AWS call)",
+            load.metadata,
         ),
-        None => println!("header parse: {ours:.0} files/s (pydicom not runnable)"),
+        (
+            "GET /v1/uploads/{id} (one DynamoDB GetItem on moto)",
+            load.get_upload,
+        ),
+        (
+            "POST /v1/uploads (a transaction and a presign on moto)",
+            load.create_upload,
+        ),
+    ] {
+        table.push(
+            Row::new(
+                format!("{route}: requests/s, wrk 2 threads 16 connections 10 s"),
+                Some(Value::per_s(l.requests_per_second, "req/s")),
+            )
+            .beside(
+                "the local gateway alone (404 of an unrouted path)",
+                Some(Value::per_s(gateway.requests_per_second, "req/s")),
+            ),
+        );
+        table.push(
+            Row::new(format!("{route}: p99"), Some(Value::per_s(l.p99_ms, "ms"))).beside(
+                "the local gateway alone, p99",
+                Some(Value::per_s(gateway.p99_ms, "ms")),
+            ),
+        );
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mib: u64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(1024);
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let run = |group: &str| only.as_deref().is_none_or(|o| o == group);
+    let started = Instant::now();
+    let machine = Machine::here();
+    // Other work on the machine slows the two-thread inspector more than single-thread openssl:
+    // say how busy it was.
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "?".into())
+    };
+    let load_before = load();
+    let bench_dir = root().join("target/bench");
+    let mut table = Table::default();
+
+    let path = (run("ingest") || run("sdk")).then(|| ingest::large_file(&bench_dir, mib));
+    if let (true, Some(path)) = (run("ingest"), &path) {
+        ingest(&mut table, path).await;
+    }
+    if let (true, Some(path)) = (run("sdk"), &path) {
+        reset_peak_rss();
+        if let Some(piece) = sdk(&mut table, &bench_dir.join("tls")).await {
+            ingest_at(&mut table, path, piece).await;
+        }
+        table.push(
+            Row::new(
+                "peak RSS of this group: the two GetObjects into the inspector, then the pass at the SDK's chunk size (VmHWM)",
+                peak_rss_mib().map(Value::mib),
+            )
+            .beside("the largest object read", Some(Value::mib(mib.max(256) as f64)))
+            .goal(Goal::AtMost(64.0)),
+        );
+    }
+    if run("header") {
+        header(&mut table);
+    }
+    if run("cache") {
+        reference_cache(&mut table);
+    }
+    if run("report") {
+        for (figure, value, anchor, anchor_value) in report::run().await {
+            table.push(
+                Row::new(figure, Some(Value::per_s(value, "ms")))
+                    .beside(anchor, Some(Value::per_s(anchor_value, "ms"))),
+            );
+        }
+    }
+    if run("ratelimit") {
+        for (figure, value, anchor, anchor_value) in rate_limit::run().await {
+            table.push(
+                Row::new(figure, Some(Value::per_s(value, "decisions/s")))
+                    .beside(anchor, Some(Value::per_s(anchor_value, "decisions/s"))),
+            );
+        }
+    }
+    if run("api") {
+        api(&mut table);
+    }
+
+    let markdown = table.markdown();
+    println!("{markdown}");
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let commit = Command::new("git")
+        .args([
+            "-C",
+            &root().to_string_lossy(),
+            "describe",
+            "--always",
+            "--dirty",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let took = started.elapsed().as_secs_f64();
+    let busy = format!(
+        "load average {load_before} before the run, {} after, on {} cores",
+        load(),
+        machine.cores
+    );
+    println!("{machine}; {date}; {commit}; {took:.0} s; {busy}");
+    if only.is_none() {
+        let results = format!(
+            "# Benchmark results\n\n`make bench` on {date} at {commit}, {took:.0} s.\n\nMachine: {machine}; {busy}.\n\n\
+             Each figure beside its anchor measured in the same run; ratio = figure / anchor. MB = 10^6 bytes.\n\n{markdown}"
+        );
+        let path = root().join("benchmarks/RESULTS.md");
+        match std::fs::write(&path, results) {
+            Ok(()) => println!("written to {}", path.display()),
+            Err(e) => eprintln!("could not write {}: {e}", path.display()),
+        }
     }
 }

@@ -6,31 +6,44 @@
 //!
 //! Each anchor is held by a window: its first bytes and the classes after it in its segment.
 //!
-//! Two lanes share one 32-bit state word, so a short anchor does not blunt the filter for the long
-//! ones:
-//! - lane A (bits 0–15) holds the anchors of 9 bytes or more, by their first 9 bytes (8 q-grams);
-//! - lane B (bits 16–31) holds the shorter ones, right-aligned on the lane's 8 positions.
+//! Three lanes share one state word, one per class of window length, so a short window blunts the
+//! filter only for the windows of its own class:
+//! - lane A (state bits 0–14) holds the windows of 9 classes or more, by their first 9 (8 q-grams);
+//! - lane B (bits 16–30) those of 3 to 8 classes, right-aligned on the lane's 8 positions (a window
+//!   of `n` classes leaves the lane's first `9 - n` positions open: every q-gram passes there);
+//! - lane C (bits 31–38) those of 1 or 2 classes: one q-gram each, a set of byte pairs, so the lane
+//!   needs one bit of the table and no state carried from one position to the next. Lone two-byte
+//!   segments name only their own pairs, and the windows of lane B keep all their q-grams.
 //!
-//! The q-gram ending at byte `e` is `(byte[e - 1], byte[e])`. In a lane, bit `p` of `TABLE[q]` is 0
-//! when some anchor of the lane has q-gram `q` at position `p`; after the q-gram ending at `e`, bit 7
-//! of the lane is 0 when positions 0..=7 all matched: an anchor may end at `e` (lane B) or its first
-//! 9 bytes end at `e` (lane A). Either way the anchor starts in `[e - 8, e]`.
+//! The q-gram ending at byte `e` is `(byte[e - 1], byte[e])`. In lanes A and B, bit `p` of
+//! `TABLE[q]` is 0 when some window of the lane has q-gram `q` at position `p`; after the q-gram
+//! ending at `e`, bit 7 of the lane is 0 when positions 0..=7 all matched: a window may end at `e`
+//! (lane B) or its first 9 classes end at `e` (lane A). Bit 31 of `TABLE[q]` is 0 when `q` is a
+//! window of lane C. Either way the anchor starts in `[e - 8, e]`.
+//!
+//! The table is 65,536 entries of 4 bytes (256 KiB, once per database): its lookups are the
+//! filter's work, eight independent ones per eight bytes, with one branch per eight bytes (taken
+//! only where a position is named).
 
 use super::signatures::ByteClass;
 
-/// How many positions (q-grams) a lane holds.
+/// How many positions (q-grams) lanes A and B hold.
 const POSITIONS: u32 = 8;
-/// Lane B's offset in the state word.
+/// Lane B's offset in the state word and the table.
 const LANE_B: u32 = 16;
-/// The bits a step carries over: positions 0–6 of each lane (position 7 moves out).
-const CARRY: u32 = 0x7F | (0x7F << LANE_B);
-/// After a step of 8 positions, bit `7 + d` of a lane is bit 7 of the state `d` positions earlier.
-const BLOCK_FIRE: u32 = 0xFF << 7 | (0xFF << (7 + LANE_B));
-/// After a step of one position, bit 7 of each lane.
-const STEP_FIRE: u32 = 1 << 7 | 1 << (7 + LANE_B);
+/// Lane C's bit in the table (and, after a step of one position, in the state).
+const LANE_C: u32 = 31;
+/// The bits a step carries over: positions 0–6 of lanes A and B (position 7 moves out; lane C
+/// carries nothing).
+const CARRY: u64 = 0x7F | (0x7F << LANE_B);
+/// After a step of 8 positions, bit `7 + d` of lanes A and B, and bit `31 + d` of lane C, say
+/// whether a window may end `d` positions before the last.
+const BLOCK_FIRE: u64 = 0xFF << 7 | (0xFF << (7 + LANE_B)) | (0xFF << LANE_C);
+/// After a step of one position, bit 7 of lanes A and B, and lane C's bit.
+const STEP_FIRE: u64 = 1 << 7 | 1 << (7 + LANE_B) | 1 << LANE_C;
 
-/// Each lane's 8 position bits (the others stay 0 in the table).
-const LANES: u32 = 0xFF | (0xFF << LANE_B);
+/// The table's bits in use: lanes A and B's 8 positions, lane C's one (the others stay 0).
+const LANES: u32 = 0xFF | (0xFF << LANE_B) | (1 << LANE_C);
 /// Bytes before an anchor's end (or, in lane A, before the end of its first 9 bytes) at most.
 pub const REACH: u64 = POSITIONS as u64;
 
@@ -47,7 +60,7 @@ impl QgramFilter {
             .into_boxed_slice()
             .try_into()
             .expect("65536 entries");
-        // Positions some window leaves open (lane B, before a short window): every q-gram passes.
+        // Positions some window of lane B leaves open: every q-gram passes.
         let mut open = 0u32;
         let mut clear = |a: &ByteClass, b: &ByteClass, bit: u32| {
             for x in members(a) {
@@ -57,21 +70,24 @@ impl QgramFilter {
             }
         };
         for window in windows {
-            let n = window.len();
-            if n > POSITIONS as usize {
-                for p in 0..POSITIONS as usize {
-                    clear(&window[p], &window[p + 1], p as u32);
-                }
-            } else if n >= 2 {
-                let first = POSITIONS as usize - (n - 1);
-                for k in 0..n - 1 {
-                    clear(&window[k], &window[k + 1], LANE_B + (first + k) as u32);
-                }
-                open |= ((1 << first) - 1) << LANE_B;
-            } else if let Some(only) = window.first() {
+            match window {
+                [] => {}
                 // One byte: the q-gram ending at it, whatever the byte before.
-                clear(&ByteClass::Any, only, LANE_B + POSITIONS - 1);
-                open |= 0x7F << LANE_B;
+                [only] => clear(&ByteClass::Any, only, LANE_C),
+                [a, b] => clear(a, b, LANE_C),
+                _ if window.len() > POSITIONS as usize => {
+                    for p in 0..POSITIONS as usize {
+                        clear(&window[p], &window[p + 1], p as u32);
+                    }
+                }
+                _ => {
+                    let n = window.len();
+                    let first = POSITIONS as usize - (n - 1);
+                    for k in 0..n - 1 {
+                        clear(&window[k], &window[k + 1], LANE_B + (first + k) as u32);
+                    }
+                    open |= ((1 << first) - 1) << LANE_B;
+                }
             }
         }
         for entry in table.iter_mut() {
@@ -93,8 +109,9 @@ impl QgramFilter {
         let Some(&first) = chunk.first() else {
             return;
         };
-        let step = |state: &mut u32, a: u8, b: u8, e: u64, fires: &mut Vec<u64>| {
-            *state = ((*state & CARRY) << 1) | self.table[a as usize | (b as usize) << 8];
+        let table = &*self.table;
+        let step = |state: &mut u64, a: u8, b: u8, e: u64, fires: &mut Vec<u64>| {
+            *state = ((*state & CARRY) << 1) | u64::from(table[a as usize | (b as usize) << 8]);
             if !*state & STEP_FIRE != 0 {
                 fires.push(e);
             }
@@ -102,11 +119,13 @@ impl QgramFilter {
         let mut state = s.state;
         step(&mut state, s.last, first, offset, fires);
         // Positions i = 1.. of the chunk, eight at a time: the q-grams are independent lookups,
-        // and the state advances by one shift per eight bytes.
+        // and the state advances by one shift per eight bytes. The nine bytes are two loads.
         let mut i = 1;
         while i + 8 <= chunk.len() {
             let w: &[u8; 9] = chunk[i - 1..i + 8].try_into().expect("nine bytes");
-            let t = |k: usize| self.table[w[k] as usize | (w[k + 1] as usize) << 8];
+            let v = u64::from_le_bytes(w[..8].try_into().expect("eight bytes"));
+            let t = |k: u32| u64::from(table[(v >> (8 * k)) as u16 as usize]);
+            let t7 = u64::from(table[(v >> 56) as usize | (w[8] as usize) << 8]);
             state = ((state & CARRY) << 8)
                 | t(0) << 7
                 | t(1) << 6
@@ -115,11 +134,12 @@ impl QgramFilter {
                 | t(4) << 3
                 | t(5) << 2
                 | t(6) << 1
-                | t(7);
+                | t7;
             let fire = !state & BLOCK_FIRE;
             if fire != 0 {
-                // Bit 7 + d (of either lane) names position i + 7 - d; report in order.
-                let lanes = (fire >> 7) & 0xFF | (fire >> (7 + LANE_B)) & 0xFF;
+                // Bit 7 + d (of lane A or B) or 31 + d (lane C) names position i + 7 - d; report
+                // in order.
+                let lanes = (fire >> 7) | (fire >> (7 + LANE_B)) | (fire >> LANE_C);
                 for d in (0..8).rev() {
                     if lanes & (1 << d) != 0 {
                         fires.push(offset + (i + 7 - d) as u64);
@@ -165,7 +185,7 @@ pub fn window(segment: &[ByteClass], at: usize) -> &[ByteClass] {
 /// Where a filter's run is: its state and the last byte seen.
 #[derive(Debug, Clone, Copy)]
 pub struct FilterState {
-    state: u32,
+    state: u64,
     last: u8,
 }
 
@@ -211,9 +231,11 @@ mod tests {
 
     #[test]
     fn names_every_anchor_end_at_every_chunking() {
-        let anchors: [&[u8]; 5] = [
+        let anchors: [&[u8]; 7] = [
             b"a-long-anchor-here",
             b"exactly9!",
+            b"seven77",
+            b"eight888",
             b"short",
             b"Zq",
             b"\x07",
@@ -272,5 +294,44 @@ mod tests {
         let got = fires(&f, &data, 1 << 16);
         // Only the first positions (the bytes before the object count as matching).
         assert!(got.iter().all(|&e| e < 8), "{got:?}");
+    }
+
+    /// The worst case of a single lane: windows of one q-gram next to windows of 8 classes. Each
+    /// class has its own lane, so the short ones name only their own byte pairs, and the long
+    /// ones still name almost nothing in random data.
+    #[test]
+    fn a_short_window_does_not_blunt_the_longer_ones() {
+        let long: Vec<Vec<u8>> = (0..250)
+            .map(|i| format!("eig{i:04}!").into_bytes())
+            .collect();
+        let pairs: Vec<Vec<u8>> = (0..10u8).map(|i| vec![0x30 + i, 0x80 + i]).collect();
+        let refs: Vec<&[u8]> = long.iter().chain(&pairs).map(Vec::as_slice).collect();
+        let f = exact(&refs);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let data: Vec<u8> = (0..1 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let got = fires(&f, &data, 1 << 16);
+        let pair_ends = ends(&data, &pairs.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        // Every pair is named; beyond them, only the first positions.
+        assert!(pair_ends.iter().all(|e| got.binary_search(e).is_ok()));
+        let others: Vec<u64> = got
+            .iter()
+            .copied()
+            .filter(|e| pair_ends.binary_search(e).is_err())
+            .collect();
+        assert!(
+            others.iter().all(|&e| e < 8),
+            "{} others: {:?}",
+            others.len(),
+            &others[..others.len().min(20)]
+        );
+        // Some hundreds of the 2^20 positions hold a pair (about 10 / 65,536 of them).
+        assert!((50..1000).contains(&pair_ends.len()), "{}", pair_ends.len());
     }
 }
