@@ -110,6 +110,10 @@ curl -sS "$api/v1/metadata/drug_code/N02BE01" -H "authorization: Bearer $token" 
 echo "GET /v1/metadata?key=drug_code_001 (the old API's key for a code that does not exist)"
 curl -sS -w '\n  -> HTTP %{http_code}\n' "$api/v1/metadata?key=drug_code_001" -H "authorization: Bearer $token"
 
-step "The local stack keeps serving at $api (Ctrl-C to stop). Tokens: make token ROLE=<role> SITES=<site,site>"
+step "The web console: open $api/ in a browser"
+echo "  Sign in as Site staff at SITE-BOS-01, open subject SUBJ-0001, drop a .dcm file (or a folder)."
+echo "  A DICOM file to try: $file"
+
+step "The local stack keeps serving at $api (Ctrl-C to stop). Web console: $api/  Tokens: make token ROLE=<role> SITES=<site,site>"
 tail -n +1 -f "$log" &
 wait $stack

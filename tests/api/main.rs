@@ -3,6 +3,7 @@
 mod access;
 mod auth;
 mod bad_input;
+mod console;
 mod copy;
 mod corpus;
 mod crash_windows;
