@@ -213,15 +213,15 @@ mod tests {
     fn serves_only_plain_paths_inside_the_root() {
         let root = crate::emulator::repo_root().join("web");
         assert_eq!(resolve(&root, "/"), Some(root.join("index.html")));
-        assert_eq!(resolve(&root, "/js/app.js"), Some(root.join("js/app.js")));
+        assert_eq!(resolve(&root, "/js/main.js"), Some(root.join("js/main.js")));
         for bad in [
             "/../Cargo.toml",
             "/js/../../Cargo.toml",
             "/.gitignore",
             "/node_modules/hash-wasm/package.json",
-            "/js//app.js",
+            "/js//main.js",
             "/missing.js",
-            "/js/app.js%00",
+            "/js/main.js%00",
         ] {
             assert_eq!(resolve(&root, bad), None, "{bad}");
         }
