@@ -26,6 +26,9 @@ What this adds to moto, each because real AWS behaves so and moto does not:
   as their single action, as SQS does.
 - S3 presigned URLs are authorised as their signer (the X-Amz-Credential of the query string);
   moto's IAM check needs an Authorization header and fails them otherwise.
+- S3 answers a CORS preflight (OPTIONS) from the bucket's CORS rules without authenticating it;
+  moto checks the presigned query's signature, which is the PUT's, and answers 403 (a browser
+  then refuses to send the upload).
 - Signatures are not verified (moto miscomputes them for query strings holding `%2F`); identity
   comes from the access key id. What a signature guards (expiry, signed headers) is tested
   against an S3 that enforces SigV4, not here.
@@ -259,6 +262,10 @@ _original_s3_authorize = S3Response._authenticate_and_authorize_s3_action
 
 
 def _s3_authorize(self, bucket_name=None, key_name=None):
+    # A CORS preflight carries no credentials (a browser's OPTIONS to a presigned URL has the PUT's
+    # query signature); S3 answers it from the bucket's CORS rules alone.
+    if self.method == "OPTIONS":
+        return
     _original_s3_authorize(self, bucket_name=bucket_name, key_name=key_name)
     if not enforcing() or not bucket_name:
         return

@@ -136,6 +136,10 @@ for s in ('edc','epro','imaging'):
     if not d[s]['available']: print(f\"  {s}: unavailable ({d[s]['reason']})\")
 print('  degraded:', d['degraded'])"
 
-step "The local stack keeps serving at $api (Ctrl-C to stop). Tokens: make token ROLE=<role> SITES=<site,site>"
+step "The web console: open $api/ in a browser"
+echo "  Sign in as Site staff at SITE-BOS-01, open subject SUBJ-0001, drop a .dcm file (or a folder)."
+echo "  A DICOM file to try: $file"
+
+step "The local stack keeps serving at $api (Ctrl-C to stop). Web console: $api/  Tokens: make token ROLE=<role> SITES=<site,site>"
 tail -n +1 -f "$log" &
 wait $stack

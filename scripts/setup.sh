@@ -23,6 +23,18 @@ if [ ! -x /usr/sbin/clamd ] && [ -z "${CLINFLOW_CLAMD:-}" ]; then
   fi
 fi
 
+# Chromium and its WebDriver, for the web console's browser test (tests/api/console.rs).
+if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && [ -z "${CLINFLOW_CHROMEDRIVER:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver (apt-get)"
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+  else
+    echo "setup: chromium and chromedriver are required for the browser test" >&2; exit 1
+  fi
+fi
+
 stamp=.venv/.requirements.sha256
 want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then

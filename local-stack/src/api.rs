@@ -82,6 +82,8 @@ pub struct ApiState {
     pub jwt: JwtCheck,
     pub cors: Cors,
     pub account: String,
+    /// The web console's files and dev sign-in, for requests no route of the template takes.
+    pub console: Option<crate::console::Console>,
 }
 
 fn gateway_message(status: StatusCode, message: &str) -> Response {
@@ -173,6 +175,14 @@ async fn route(state: &ApiState, parts: http::request::Parts, body: axum::body::
         .filter(|r| r.method == parts.method)
         .find_map(|r| match_path(&r.path, &path).map(|p| (r, p)))
     else {
+        if let Some(console) = &state.console {
+            let body = axum::body::to_bytes(body, 64 * 1024)
+                .await
+                .unwrap_or_default();
+            if let Some(answer) = console.answer(&parts.method, &path, &body).await {
+                return answer;
+            }
+        }
         return gateway_message(StatusCode::NOT_FOUND, "Not Found");
     };
     if !state

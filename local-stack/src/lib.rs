@@ -3,6 +3,7 @@
 //! - [`emulator`]: moto server from the repo's venv on a free port, or `AWS_ENDPOINT_URL`;
 //! - [`template`] + [`provision`]: the resources of template.yaml, names and wiring read from it;
 //! - [`api`] + [`jwt`]: the HttpApi routes at `CLINFLOW_API_ADDR`, after the authorizer's JWT check;
+//! - [`console`]: the web console (web/) on the same origin, and its dev sign-in (local only);
 //! - [`functions`]: each function of the template, run in-process with the environment the template
 //!   gives it; or ([`runtime`]) as its real binary in a child process, under a local Lambda runtime
 //!   API;
@@ -11,6 +12,7 @@
 //! - [`invoke`]: the Lambda Invoke API (`sam local start-lambda`'s contract) at `CLINFLOW_LAMBDA_ADDR`.
 
 pub mod api;
+pub mod console;
 pub mod demo;
 pub mod emulator;
 pub mod functions;
@@ -168,6 +170,26 @@ impl LocalStack {
         parameters
             .entry("BucketNamePrefix".into())
             .or_insert_with(|| options.stack_name.to_ascii_lowercase());
+        // The HttpApi's listener first: its origin serves the web console, which PUTs to the
+        // upload bucket through CORS, so the bucket (and the API) must allow it.
+        let listener = tokio::net::TcpListener::bind(options.api_addr).await?;
+        let api_origin = listener.local_addr()?;
+        if !parameters.contains_key("AllowedOrigins") {
+            let defaults = Template::load(
+                &options.template,
+                &options.stack_name,
+                &options.region,
+                &account,
+                &parameters,
+            )?
+            .parameter("AllowedOrigins")
+            .map(|v| json_strings(Some(v)))
+            .unwrap_or_default();
+            let mut origins = defaults;
+            origins.push(format!("http://{api_origin}"));
+            origins.push(format!("http://localhost:{}", api_origin.port()));
+            parameters.insert("AllowedOrigins".into(), origins.join(","));
+        }
         let mut template = Template::load(
             &options.template,
             &options.stack_name,
@@ -432,8 +454,13 @@ impl LocalStack {
             jwt: jwt::JwtCheck::new(&options.jwt_secret, &issuer, &audience),
             cors,
             account,
+            console: Some(console::Console {
+                root: emulator::repo_root().join("web"),
+                jwt_secret: options.jwt_secret.clone(),
+                issuer: issuer.clone(),
+                audience: audience.clone(),
+            }),
         });
-        let listener = tokio::net::TcpListener::bind(options.api_addr).await?;
         let api_url = format!("http://{}", listener.local_addr()?);
         let router = axum::Router::new().fallback(api::handle).with_state(state);
         tasks.push(tokio::spawn(async move {

@@ -3,7 +3,7 @@
 //! - `clinflow-local up [--seed-demo]`: emulator (or `AWS_ENDPOINT_URL`), the template's resources,
 //!   the HttpApi at `CLINFLOW_API_ADDR` (default 127.0.0.1:3000), the Lambda Invoke API at
 //!   `CLINFLOW_LAMBDA_ADDR` (default 127.0.0.1:3001); prints the ready line and serves until
-//!   interrupted.
+//!   interrupted. `CLINFLOW_PARAMETERS=Name=value;Name=value` overrides template parameters.
 //! - `clinflow-local token --role ROLE --sites A,B [--trials T1,T2] [--subject SUBJ] [--sub USER] [--ttl SECONDS]`: a dev
 //!   token (`--role patient --subject SUBJ-0001`: a patient's, for its own ePRO diary).
 //! - `clinflow-local seed-trial`: seeds the demo trial through the running stack's API at
@@ -65,6 +65,17 @@ async fn up(args: &[String]) -> Result<(), local_stack::Error> {
     }
     if let Ok(name) = std::env::var("CLINFLOW_STACK_NAME") {
         options.stack_name = name;
+    }
+    // Template parameter overrides, `Name=value;Name=value` (e.g. a small multipart threshold).
+    if let Ok(overrides) = std::env::var("CLINFLOW_PARAMETERS") {
+        for pair in overrides.split(';').filter(|p| !p.trim().is_empty()) {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("CLINFLOW_PARAMETERS: {pair:?} is not Name=value"))?;
+            options
+                .parameters
+                .insert(name.trim().to_owned(), value.trim().to_owned());
+        }
     }
     let stack = LocalStack::start(&emulator.endpoint, options).await?;
     if args.iter().any(|a| a == "--seed-demo") {

@@ -5,6 +5,7 @@ mod audit_trail;
 mod auth;
 mod bad_input;
 mod clinical_auth;
+mod console;
 mod copy;
 mod corpus;
 mod crash_windows;
