@@ -169,13 +169,17 @@ async fn a_failing_source_opens_its_breaker_and_it_closes_after_recovery() {
 
     // The source recovers. Forced probes (one a second at least) and successes bring the calls
     // back; once the failures have left the 10 s window (12 s on), the window holds successes
-    // and the few drops of the recovery: (total − 5 − 1.5·accepts) ≤ 0 and every call passes.
+    // and the few drops of the recovery: (total − 5 − 1.5·accepts) ≤ 0 and every call passes —
+    // almost always; under a loaded machine a drop or two can linger, hence the wait below.
     edc.set_failing(false);
     let recovering = Instant::now();
     let mut run = 0;
-    while run < 10 || recovering.elapsed() < Duration::from_secs(12) {
+    // Closed for certain once the window (10 s) holds nothing from before the breaker let calls
+    // through again: the drops of the early recovery (up to ~12 s on) have left it too by 23 s,
+    // so the window holds successes only and no call can be dropped.
+    while run < 10 || recovering.elapsed() < Duration::from_secs(23) {
         assert!(
-            recovering.elapsed() < Duration::from_secs(25),
+            recovering.elapsed() < Duration::from_secs(40),
             "the breaker never closed"
         );
         let r = app.get(&report_path(SUBJECT), &token).await;

@@ -23,6 +23,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The longest a revalidation may take (a conditional GET of a snapshot of ~100 KB).
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How soon a cache that holds nothing tries its source again.
 pub const RETRY_WITHOUT_SNAPSHOT: Duration = Duration::from_secs(1);
 
@@ -161,7 +164,15 @@ impl ReferenceCache {
         let _checking = Checking(&self.checking);
         let held = self.current.load_full();
         let etag = held.as_ref().map(|l| l.etag.as_str());
-        let ok = match self.source.fetch(etag).await {
+        // Bounded: a slow S3 must not hold the request that happens to revalidate (a snapshot in
+        // hand keeps serving; without one, the next request retries soon).
+        let fetched = match tokio::time::timeout(FETCH_TIMEOUT, self.source.fetch(etag)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "reference snapshot not read within {FETCH_TIMEOUT:?}"
+            ))),
+        };
+        let ok = match fetched {
             Ok(Fetched::NotModified) => true,
             Ok(Fetched::Changed { bytes, etag }) => match Snapshot::decode(&bytes) {
                 Ok(snapshot) => {

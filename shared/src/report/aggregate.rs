@@ -209,7 +209,12 @@ impl Aggregator {
                 .run(deadline, self.demographics.port.subject(id))
                 .await
             {
-                Ok(found) => gate(found).await,
+                // The scope check and the read's audit entry: bounded by what is left of the
+                // deadline too, so a slow audit write ends in a 503, never in Lambda's kill.
+                Ok(found) => match tokio::time::timeout(deadline.remaining(), gate(found)).await {
+                    Ok(gated) => gated,
+                    Err(_) => Err(Problem::unavailable()),
+                },
                 Err(_) => Err(Problem::unavailable()),
             }
         };

@@ -204,7 +204,14 @@ impl RateLimiter for DynamoRateLimiter {
                 }
             }
         }
-        tracing::warn!("rate-limit bucket contended: decided in-process");
-        RateDecision::of(&self.rescue.take(&key, self.clock.now_ms(), 1), false)
+        // Every attempt lost a race on the client's own bucket: that client is sending from many
+        // places at once — a flood. Refusing is the safe answer (the in-process buckets start full,
+        // so deciding there would hand each environment a fresh burst).
+        tracing::warn!("rate-limit bucket contended: refused");
+        RateDecision {
+            allowed: false,
+            retry_after_seconds: 1,
+            shared: true,
+        }
     }
 }
