@@ -247,6 +247,11 @@ fn logs_carry_the_ids_and_no_patient_data() {
         .build()
         .unwrap();
     tracing::subscriber::with_default(subscriber, || {
+        // Other tests of this binary run on other threads without a subscriber: a callsite they
+        // reach first is cached as "never interesting", and this test's span would then not
+        // exist (a flake seen when many test binaries share the cores). Recompute with this
+        // subscriber in place.
+        tracing::callsite::rebuild_interest_cache();
         let api = UploadApi::with_ports(
             config(),
             Arc::new(Subjects { down: false }),
