@@ -29,6 +29,7 @@ pub mod notification;
 pub mod problem;
 pub mod reference;
 pub mod report;
+pub mod request;
 pub mod resilience;
 pub mod store;
 pub mod telemetry;

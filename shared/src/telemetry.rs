@@ -28,14 +28,3 @@ pub fn init_pretty() {
         .with_target(false)
         .try_init();
 }
-
-/// The invocation's request id (Lambda's, from the context), or a fresh one when there is none
-/// (a request built by hand): every log line of a request carries it.
-pub fn request_id(request: &lambda_http::Request) -> String {
-    use lambda_http::RequestExt;
-    request
-        .lambda_context_ref()
-        .map(|c| c.request_id.clone())
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}

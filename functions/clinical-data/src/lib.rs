@@ -24,7 +24,6 @@ mod forms;
 mod request;
 mod subjects;
 
-use lambda_http::request::RequestContext;
 use lambda_http::{http::Method, Body, Request, RequestExt, Response};
 use request::RequestMeta;
 use shared::auth::Caller;
@@ -154,29 +153,6 @@ impl Route {
     }
 }
 
-/// The request's path as the API defines it (the matched route's template with its path
-/// parameters), so a named stage or a custom domain's base path routes the same.
-fn api_path(request: &Request) -> String {
-    let route_key = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.as_deref(),
-        _ => None,
-    };
-    let Some((_method, template)) = route_key.and_then(|k| k.split_once(' ')) else {
-        return request.raw_http_path().to_owned();
-    };
-    let parameters = request.path_parameters();
-    let segments: Option<Vec<&str>> = template
-        .split('/')
-        .map(
-            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => parameters.first(name.trim_end_matches('+')),
-                None => Some(segment),
-            },
-        )
-        .collect();
-    segments.map_or_else(String::new, |s| s.join("/"))
-}
-
 impl ClinicalApi {
     pub fn from_env(env: &impl Source, clients: &AwsClients) -> Result<Self, ConfigError> {
         Ok(Self::with_ports(Ports::from_env(env, clients)?))
@@ -206,7 +182,7 @@ impl ClinicalApi {
         );
         let started = std::time::Instant::now();
         async {
-            let path = api_path(&request);
+            let path = shared::request::api_path(&request);
             let result = self.dispatch(&meta, &request, &path).await;
             let label = route(request.method(), &path).map_or("unknown", |r| r.label());
             let response = shared::problem::answer(

@@ -90,7 +90,7 @@ impl MetadataApi {
 
     /// Answers one request. Every failure becomes an RFC 9457 problem; nothing here panics on input.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let request_id = shared::telemetry::request_id(&request);
+        let request_id = shared::request::request_id(&request);
         let route = route(&request);
         let label = route.as_ref().map_or("unknown", Route::label);
         let span = tracing::info_span!("request", request_id = %request_id, route = label, status = tracing::field::Empty);

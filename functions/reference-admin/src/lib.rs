@@ -47,7 +47,7 @@ impl ReferenceAdminApi {
 
     /// Answers one request. Every failure becomes an RFC 9457 problem; nothing here panics on input.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let request_id = shared::telemetry::request_id(&request);
+        let request_id = shared::request::request_id(&request);
         let label = match *request.method() {
             http::Method::GET => "GET /v1/reference/{kind}/{code}",
             http::Method::PUT => "PUT /v1/reference/{kind}/{code}",

@@ -68,7 +68,7 @@ impl ImagingApi {
 
     /// Answers one request. Every failure becomes an RFC 9457 problem; nothing here panics on input.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let request_id = shared::telemetry::request_id(&request);
+        let request_id = shared::request::request_id(&request);
         let span = tracing::info_span!("request", request_id = %request_id, route = ROUTE, status = tracing::field::Empty);
         let started = std::time::Instant::now();
         async {

@@ -18,7 +18,6 @@
 //! adapter; else the HTTP adapter, [`shared::report::http`]) and `<SOURCE>_TIMEOUT_MS`;
 //! `ANSWER_MARGIN_MS`, the time kept to answer before the Lambda deadline.
 
-use lambda_http::request::RequestContext;
 use lambda_http::{http::StatusCode, Body, Request, RequestExt, Response};
 use shared::auth::{Caller, Role};
 use shared::aws::AwsClients;
@@ -162,13 +161,7 @@ impl ReportApi {
 
     /// Answers one request. Every failure becomes an RFC 9457 problem; nothing here panics on input.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let request_id = match request.request_context_ref() {
-            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
-            _ => None,
-        }
-        .or_else(|| request.lambda_context_ref().map(|c| c.request_id.clone()))
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = shared::request::request_id(&request);
         let span = tracing::info_span!("request", request_id = %request_id, route = ROUTE, status = tracing::field::Empty);
         let started = std::time::Instant::now();
         async {

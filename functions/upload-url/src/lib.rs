@@ -23,7 +23,6 @@ mod view;
 
 pub use config::Config;
 
-use lambda_http::request::RequestContext;
 use lambda_http::{http::Method, Body, Request, RequestExt, Response};
 use request::RequestMeta;
 use shared::aws::AwsClients;
@@ -96,33 +95,6 @@ fn route_label(method: &Method, path: &str) -> &'static str {
     route(method, path).map_or("unknown", |r| r.label())
 }
 
-/// The request's path as the API defines it: the path of the route API Gateway matched (its
-/// `routeKey`, e.g. `GET /v1/uploads/{uploadId}`) with the path parameters it extracted. A named
-/// stage (`/prod/v1/...`) or a custom domain's base path (`/imaging/v1/...`) is in the raw path
-/// but not in the route, so the handler routes the same behind any of them. Without a route key
-/// (or with `$default`), the raw path.
-fn api_path(request: &Request) -> String {
-    let route_key = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.as_deref(),
-        _ => None,
-    };
-    let Some((_method, template)) = route_key.and_then(|k| k.split_once(' ')) else {
-        return request.raw_http_path().to_owned();
-    };
-    let parameters = request.path_parameters();
-    let segments: Option<Vec<&str>> = template
-        .split('/')
-        .map(
-            |segment| match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) => parameters.first(name.trim_end_matches('+')),
-                None => Some(segment),
-            },
-        )
-        .collect();
-    // A parameter the route names but the event lacks: nothing to route by.
-    segments.map_or_else(String::new, |s| s.join("/"))
-}
-
 impl UploadApi {
     pub fn new(config: Config, clients: &AwsClients) -> Self {
         Self {
@@ -192,7 +164,7 @@ impl UploadApi {
         let started = std::time::Instant::now();
         async {
             let result = self.dispatch(&meta, &request).await;
-            let route = route_label(request.method(), &api_path(&request));
+            let route = route_label(request.method(), &shared::request::api_path(&request));
             let response = shared::problem::answer(
                 "upload-url",
                 route,
@@ -211,7 +183,7 @@ impl UploadApi {
         meta: &RequestMeta,
         request: &Request,
     ) -> Result<Response<Body>, Problem> {
-        let route = route(request.method(), &api_path(request))?;
+        let route = route(request.method(), &shared::request::api_path(request))?;
         tracing::Span::current().record("route", route.label());
         let caller = shared::auth::Caller::from_request(request)?;
         caller.not_a_patient()?;
@@ -292,7 +264,7 @@ mod tests {
     }
 
     fn routed(request: &Request) -> Option<&'static str> {
-        route(request.method(), &api_path(request))
+        route(request.method(), &shared::request::api_path(request))
             .ok()
             .map(|r| r.label())
     }
@@ -330,7 +302,7 @@ mod tests {
             ] {
                 let request = event(route_key, &format!("{prefix}{path}"), stage, id);
                 assert_eq!(routed(&request), Some(route_key), "{prefix}{path}");
-                assert_eq!(api_path(&request), path, "{prefix}{path}");
+                assert_eq!(shared::request::api_path(&request), path, "{prefix}{path}");
             }
         }
         // The raw path alone would not have routed behind the stage.
@@ -341,7 +313,7 @@ mod tests {
             Some(ID),
         );
         assert!(route(staged.method(), staged.raw_http_path()).is_err());
-        match route(staged.method(), &api_path(&staged)) {
+        match route(staged.method(), &shared::request::api_path(&staged)) {
             Ok(Route::Get(id)) => assert_eq!(id, ID),
             _ => panic!("GET by route key"),
         }
@@ -355,8 +327,9 @@ mod tests {
             "$default",
             Some(ID),
         );
-        if let Some(RequestContext::ApiGatewayV2(ctx)) =
-            bare.extensions_mut().get_mut::<RequestContext>()
+        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) = bare
+            .extensions_mut()
+            .get_mut::<lambda_http::request::RequestContext>()
         {
             ctx.route_key = None;
         }
