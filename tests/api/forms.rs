@@ -33,7 +33,8 @@ async fn concurrent_writers_of_one_version_one_wins_and_the_trail_holds_exactly_
         let writes = (0..WRITERS).map(|w| {
             let app = &app;
             let staff = &staff;
-            let systolic = 100 + (round as i64) * 20 + w as i64;
+            // Never the value of the round before (120 at first): each change changes SYSBP.
+            let systolic = 101 + (round as i64) * 20 + w as i64;
             async move {
                 let mut body = vital_signs(systolic, 70);
                 body["reasonForChange"] = json!(format!("re-measured by writer {w}"));

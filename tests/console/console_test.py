@@ -200,7 +200,7 @@ def main():
         assert set(after) | set(held) == set(range(1, part_count + 1)), (after, held)
         assert len(after) == len(set(after)), f"a part sent twice: {after}"
         result.update(multipart=upload_id, held=sorted(held), resent=sorted(after), partCount=part_count)
-        WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "count-instances").text == "2")
+        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "count-instances").text == "2")
         shot(driver, "05-subject-view.png")
 
         log("drug-code lookup")
