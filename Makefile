@@ -1,6 +1,6 @@
 # The two commands: `make dev` runs the system locally and walks its main job; `make test` runs
 # the tests. `make package` builds what `sam deploy` takes; CI (.ci/run) runs test, then package.
-.PHONY: dev test setup token lint build package bench clean
+.PHONY: dev test setup token lint build package bench flamegraph soak clean
 
 dev:
 	@bash scripts/dev.sh
@@ -19,12 +19,30 @@ build:
 package:
 	@bash scripts/package.sh
 
+# The long runs of issue 13 (README, Reliability): hundreds of uploads at once through the local
+# stack with faults injected, readers polling, then a reconciliation. SOAK_UPLOADS=300
+# SOAK_CONCURRENCY=32 size it; under 30 minutes here.
+soak:
+	@bash scripts/setup.sh
+	cargo build --workspace --bins --locked
+	cargo test --locked -p clinflow-tests --test soak -- --ignored --nocapture
+
 # The benchmarks (README, Measured): one markdown table, each figure beside its anchor from the same
-# run, written to benchmarks/RESULTS.md with the date and the machine. BENCH=ingest|sdk|header|cache|report|ratelimit|api runs one
-# group (printed, RESULTS.md left alone).
+# run, written to benchmarks/RESULTS.md with the date and the machine. BENCH=ingest|sdk|header|cache|
+# report|ratelimit|coldstart|api|export runs one group (printed, RESULTS.md left alone). The function
+# binaries are built first: the coldstart group starts each of them.
 BENCH ?=
+FUNCTIONS := $(patsubst functions/%/Cargo.toml,%,$(wildcard functions/*/Cargo.toml))
 bench:
+	cargo build --release --locked $(addprefix -p ,$(FUNCTIONS)) -p clinflow-benchmarks --bins
 	cargo run --release --locked -p clinflow-benchmarks -- $(if $(BENCH),--only $(BENCH))
+
+# A CPU flame graph of one benchmark group: make flamegraph BENCH=ingest [ARGS=256] (perf +
+# inferno; benchmarks/flamegraphs/<group>.svg). ARGS go to the bench (ingest: the file's MiB).
+ARGS ?=
+flamegraph:
+	@test -n "$(BENCH)" || { echo "usage: make flamegraph BENCH=<group> [ARGS=...]"; exit 2; }
+	@bash scripts/flamegraph.sh $(BENCH) $(ARGS)
 
 lint:
 	cargo fmt --all -- --check

@@ -18,6 +18,12 @@ What this adds to moto, each because real AWS behaves so and moto does not:
 - DynamoDB requests are serialised: moto's TransactWriteItems checks its conditions and then writes
   without a lock, so two concurrent transactions on one item could both pass their conditions; real
   DynamoDB isolates them (serializable for transactional writes).
+- S3 bucket policies are evaluated for the caller: a statement applies to `Principal: "*"` (or
+  `{"AWS": "*"}`) only, its Condition against the caller's context (`aws:PrincipalTag/<key>` from
+  its IAM user's tags), a Deny refuses and nothing else does. moto evaluates them without any
+  caller: every condition holds, so `DenyReadingQuarantine` denied even a quarantine reader.
+  (moto still names a HEAD's action s3:HeadObject, which the deny does not list: locally a HEAD of
+  quarantine/ passes, where S3 authorises it as s3:GetObject and refuses it.)
 - S3: a GET or HEAD of a missing key answers 403 AccessDenied unless the caller may s3:ListBucket
   the bucket with the key as `s3:prefix` (moto always answers 404); and s3:ListBucket honours
   `s3:prefix` conditions (StringLike, StringEquals), which moto ignores.
@@ -31,7 +37,7 @@ What this adds to moto, each because real AWS behaves so and moto does not:
   then refuses to send the upload).
 - Signatures are not verified (moto miscomputes them for query strings holding `%2F`); identity
   comes from the access key id. What a signature guards (expiry, signed headers) is tested
-  against an S3 that enforces SigV4, not here.
+  against an S3 that enforces SigV4 (s3s-fs: tests/sigv4), not here.
 """
 
 import argparse
@@ -49,7 +55,7 @@ from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
 from moto.dynamodb.responses import DynamoHandler  # noqa: E402
 from moto.iam.access_control import IAMRequest, IAMRequestBase, S3IAMRequest  # noqa: E402
 from moto.iam.models import iam_backends  # noqa: E402
-from moto.s3.models import FakeKey  # noqa: E402
+from moto.s3.models import FakeBucket, FakeKey  # noqa: E402
 from moto.s3.responses import S3Response  # noqa: E402
 from moto.core.exceptions import HTTPException  # noqa: E402
 
@@ -212,10 +218,15 @@ def _matches(patterns, value):
 
 
 def _condition_holds(condition, context):
-    """StringLike / StringEquals on the keys of `context`; any other condition does not hold."""
+    """StringLike / StringEquals / StringNotEquals on the keys of `context` (a negated operator holds
+    for a key the context lacks, as in IAM); any other condition does not hold."""
     for operator, keys in condition.items():
         for key, expected in keys.items():
             actual = context.get(key)
+            if operator == "StringNotEquals":
+                if actual is not None and actual in _as_list(expected):
+                    return False
+                continue
             if actual is None:
                 return False
             if operator == "StringLike":
@@ -258,10 +269,90 @@ def _may_list(self, bucket, prefix):
     return allowed
 
 
+# The caller of the S3 request this thread serves, for the bucket policy (moto's
+# FakeBucket.get_permission is given only the action and the resource).
+_caller = threading.local()
+
+
+def _caller_context(self):
+    """The condition context of the request's caller: `aws:PrincipalTag/<key>` of its IAM user."""
+    parsed = urlparse(self.uri)
+    request = S3IAMRequest(
+        account_id=self.current_account,
+        method=self.method,
+        path=parsed.path + (f"?{parsed.query}" if parsed.query else ""),
+        data={},
+        body=b"",
+        headers=self.headers,
+        action="GetObject",
+    )
+    iam = iam_backends[ACCOUNT]["aws"]
+    tags = iam.list_user_tags(request._access_key._owner_user_name)
+    return {f"aws:PrincipalTag/{t['Key']}": t["Value"] for t in tags}
+
+
+def _set_caller(self):
+    _caller.request = self
+    _caller.context = None
+
+
+def _context():
+    """The caller's condition context, resolved the first time a policy condition needs it (a
+    lookup of the caller's IAM user: most requests meet no condition)."""
+    if getattr(_caller, "context", None) is None:
+        _caller.context = {}
+        request = getattr(_caller, "request", None)
+        if request is not None and enforcing():
+            try:
+                _caller.context = _caller_context(request)
+            except Exception:  # noqa: BLE001 - no or unknown keys: no tags (moto refuses them)
+                pass
+    return _caller.context
+
+
+def _principal_is_everyone(principal):
+    return principal == "*" or (isinstance(principal, dict) and principal.get("AWS") == "*")
+
+
+def _bucket_permission(self, action, resource):
+    from moto.iam.access_control import PermissionResult
+
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    result = PermissionResult.NEUTRAL
+    for st in _statements(json.loads(self.policy.decode())):
+        if not _principal_is_everyone(st.get("Principal")):
+            continue  # a service or a named principal: none of the emulator's callers
+        if not _matches([a.lower() for a in _as_list(st.get("Action", []))], action.lower()):
+            continue
+        if not _matches(st.get("Resource", []), resource):
+            continue
+        if st.get("Condition") and not _condition_holds(st["Condition"], _context()):
+            continue
+        if st.get("Effect") == "Deny":
+            return PermissionResult.DENIED
+        result = PermissionResult.PERMITTED
+    return result
+
+
+FakeBucket.get_permission = _bucket_permission
+
+_original_key_response = S3Response._key_response
+
+
+def _key_response(self, request, full_url):
+    # moto checks an object request against the bucket policy before it authenticates the caller.
+    _set_caller(self)
+    return _original_key_response(self, request, full_url)
+
+
+S3Response._key_response = _key_response
+
 _original_s3_authorize = S3Response._authenticate_and_authorize_s3_action
 
 
 def _s3_authorize(self, bucket_name=None, key_name=None):
+    _set_caller(self)
     # A CORS preflight carries no credentials (a browser's OPTIONS to a presigned URL has the PUT's
     # query signature); S3 answers it from the bucket's CORS rules alone.
     if self.method == "OPTIONS":

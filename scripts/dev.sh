@@ -136,6 +136,31 @@ for s in ('edc','epro','imaging'):
     if not d[s]['available']: print(f\"  {s}: unavailable ({d[s]['reason']})\")
 print('  degraded:', d['degraded'])"
 
+step "POST /v1/subjects/SUBJ-0101/exports as the monitor, PDF and CSV: the history built off the exports queue by export-worker"
+for format in pdf csv; do
+  export_id=$(curl -sS -X POST "$api/v1/subjects/SUBJ-0101/exports" -H "authorization: Bearer $monitor" \
+    -H 'content-type: application/json' -d "{\"format\":\"$format\"}" | json "['exportId']")
+  for _ in $(seq 1 150); do
+    exported=$(curl -sS "$api/v1/exports/$export_id" -H "authorization: Bearer $monitor")
+    case "$(echo "$exported" | json "['status']")" in DONE|FAILED) break ;; esac
+    sleep 0.2
+  done
+  out=${TMPDIR:-/tmp}/clinflow-SUBJ-0101.$format
+  echo "$exported" | "$py" -c "
+import json,sys
+d=json.load(sys.stdin); p=d['progress']
+print(f\"  {d['format'].upper()} {d['exportId']}: {d['status']}, {p['rowsDone']} of {p['rowsTotal']} rows, {d.get('sizeBytes', 0)} bytes{'' if d['status'] == 'DONE' else ' - ' + str(d.get('reason'))}\")"
+  url=$(echo "$exported" | "$py" -c "import json,sys; print(json.load(sys.stdin).get('download', {}).get('url', ''))")
+  if [ -n "$url" ]; then
+    curl -sS -o "$out" "$url" && echo "  downloaded through its 10-minute link (audited): $out"
+    if [ "$format" = pdf ] && command -v pdftotext >/dev/null; then
+      pdftotext -layout -l 1 "$out" - | sed -n '1,14p' | sed 's/^/    /'
+    elif [ "$format" = csv ]; then
+      head -n 4 "$out" | cut -c1-150 | sed 's/^/    /'
+    fi
+  fi
+done
+
 step "The web console: open $api/ in a browser"
 echo "  Sign in as Site staff at SITE-BOS-01, open subject SUBJ-0001, drop a .dcm file (or a folder)."
 echo "  A DICOM file to try: $file"

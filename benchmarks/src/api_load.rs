@@ -7,7 +7,8 @@
 //! - `POST /v1/uploads`: a transaction (record + audit) and a presigned PUT on the emulator.
 //!
 //! The emulator is moto, a single Python process: the routes that call it measure moto as much as
-//! this code. Loopback only; 2 threads, 16 connections, 10 s per route.
+//! this code. Loopback only; 2 threads, 16 connections, 10 s per route; the template's route
+//! throttling raised for the run; only 2xx/3xx answers count as served.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -16,8 +17,23 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
+    /// Every answer wrk counted, per second.
     pub requests_per_second: f64,
+    /// Answers outside 2xx/3xx (wrk's "Non-2xx or 3xx responses"), in all.
+    pub non_2xx: u64,
+    pub requests: u64,
     pub p99_ms: f64,
+}
+
+impl Load {
+    /// 2xx/3xx answers per second: what a route served (a 429 or a 5xx is not served).
+    pub fn served_per_second(&self) -> f64 {
+        if self.requests == 0 {
+            return 0.0;
+        }
+        self.requests_per_second * (self.requests - self.non_2xx.min(self.requests)) as f64
+            / self.requests as f64
+    }
 }
 
 /// The figures, by route label.
@@ -26,6 +42,9 @@ pub struct ApiLoad {
     pub metadata: Load,
     pub get_upload: Load,
     pub create_upload: Load,
+    /// The local stack process's peak RSS (VmHWM) after the load, MiB (moto, a process of its
+    /// own, not counted).
+    pub stack_peak_rss_mib: Option<f64>,
 }
 
 struct Stack(Child);
@@ -68,8 +87,24 @@ fn parse_wrk(out: &str) -> Option<Load> {
     } else {
         return None;
     };
+    let requests = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains(" requests in "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let non_2xx = out
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
     Some(Load {
         requests_per_second: rps,
+        non_2xx,
+        requests,
         p99_ms: ms,
     })
 }
@@ -110,12 +145,19 @@ pub fn run(root: &Path) -> ApiLoad {
         .env("CLINFLOW_LAMBDA_ADDR", format!("127.0.0.1:{lambda_port}"))
         .env("CLINFLOW_STACK_NAME", format!("bench{port}"))
         .env("RUST_LOG", "error")
+        // The template's route throttling (50 req/s by default) would answer most of the load 429:
+        // raised here so the figures are the routes', not the throttle's.
+        .env(
+            "CLINFLOW_PARAMETERS",
+            "ApiThrottlingRateLimit=1000000;ApiThrottlingBurstLimit=1000000",
+        )
         .current_dir(root)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("clinflow-local up");
     let stdout = child.stdout.take().expect("stdout");
+    let pid = child.id();
     let stack = Stack(child);
     let started = Instant::now();
     let mut lines = BufReader::new(stdout).lines();
@@ -172,6 +214,7 @@ pub fn run(root: &Path) -> ApiLoad {
         ),
         get_upload: wrk(&format!("{api}/v1/uploads/{id}"), &token, None),
         create_upload: wrk(&format!("{api}/v1/uploads"), &token, Some(&post)),
+        stack_peak_rss_mib: crate::peak_rss_mib_of(&pid.to_string()),
     };
     drop(stack);
     let _ = std::fs::remove_dir_all(&dir);
@@ -184,9 +227,11 @@ mod tests {
 
     #[test]
     fn reads_wrk_output() {
-        let out = "Running 10s test @ http://x\n  Latency Distribution\n     50%  1.20ms\n     99%  850.00us\n  1000 requests in 10.00s\nRequests/sec:  12345.67\n";
+        let out = "Running 10s test @ http://x\n  Latency Distribution\n     50%  1.20ms\n     99%  850.00us\n  1000 requests in 10.00s, 1.2MB read\n  Non-2xx or 3xx responses: 250\nRequests/sec:  100.00\n";
         let l = parse_wrk(out).unwrap();
-        assert_eq!(l.requests_per_second, 12345.67);
+        assert_eq!(l.requests_per_second, 100.0);
+        assert_eq!((l.requests, l.non_2xx), (1000, 250));
+        assert!((l.served_per_second() - 75.0).abs() < 1e-9);
         assert!((l.p99_ms - 0.85).abs() < 1e-9);
     }
 }

@@ -11,7 +11,11 @@
 //! - `cache`: the reference-data cache (ArcSwap) beside `RwLock<HashMap>` (`cache.rs`);
 //! - `report`: the subject report's latency with injected source latencies (`report.rs`);
 //! - `ratelimit`: the ePRO rate limiter against DynamoDB on moto beside in-process (`rate_limit.rs`);
-//! - `api`: the local HttpApi under `wrk` (`api_load.rs`; `apt-get install wrk`).
+//! - `api`: the local HttpApi under `wrk` (`api_load.rs`; `apt-get install wrk`);
+//! - `coldstart`: every function binary of template.yaml started 20 times against a runtime API on
+//!   loopback: init to the first `/next`, its peak RSS, its size; beside a hello-world of our own
+//!   (`src/bin/hello-lambda.rs`) and the quoted anchors (`coldstart.rs`);
+//! - `export`: a CSV and a PDF export of 100,000 diary entries rendered in-process (`export.rs`).
 //!
 //! Peak RSS is measured per group (VmHWM, reset between groups).
 //!
@@ -20,6 +24,8 @@
 
 mod api_load;
 mod cache;
+mod coldstart;
+mod export;
 mod ingest;
 mod rate_limit;
 mod report;
@@ -41,7 +47,12 @@ fn root() -> PathBuf {
 
 /// The process's peak RSS since the last [`reset_peak_rss`], MiB.
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_mib_of("self")
+}
+
+/// The peak RSS (VmHWM) of process `pid` (or `self`), MiB.
+fn peak_rss_mib_of(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -380,10 +391,18 @@ fn api(table: &mut Table) {
             load.create_upload,
         ),
     ] {
+        let refused = if l.non_2xx > 0 {
+            format!(
+                " ({} of {} answers not 2xx: not counted)",
+                l.non_2xx, l.requests
+            )
+        } else {
+            String::new()
+        };
         table.push(
             Row::new(
-                format!("{route}: requests/s, wrk 2 threads 16 connections 10 s"),
-                Some(Value::per_s(l.requests_per_second, "req/s")),
+                format!("{route}: requests served/s, wrk 2 threads 16 connections 10 s{refused}"),
+                Some(Value::per_s(l.served_per_second(), "req/s")),
             )
             .beside(
                 "the local gateway alone (404 of an unrouted path)",
@@ -397,6 +416,252 @@ fn api(table: &mut Table) {
             ),
         );
     }
+    table.push(
+        Row::new(
+            "peak RSS of the local stack process (`clinflow-local up`: gateway, every function in-process) after the four loads (its VmHWM; moto's process not counted)",
+            load.stack_peak_rss_mib.map(Value::mib),
+        ),
+    );
+}
+
+/// Cold start of every function binary beside the in-run hello-world and the quoted anchors
+/// (`coldstart.rs`); binary sizes beside the 8 MB goal.
+async fn coldstart(table: &mut Table) {
+    const QUOTED: &str =
+        "maxday/lambda-perf, August 2026, on Lambda: quoted by the issue, not measured here";
+    let release = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| root().join("target/release"));
+    let emulator = local_stack::emulator::Emulator::from_env_or_start()
+        .expect("the emulator (make setup installs moto)");
+    let options = local_stack::Options {
+        stack_name: format!("cold{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        api_addr: "127.0.0.1:0".parse().expect("addr"),
+        lambda_addr: "127.0.0.1:0".parse().expect("addr"),
+        pollers: false,
+        admin: emulator.admin.clone(),
+        ..local_stack::Options::default()
+    };
+    let stack = local_stack::LocalStack::start(&emulator.endpoint, options)
+        .await
+        .expect("local stack");
+    let mut targets = coldstart::targets(&stack, &release);
+    targets.push(coldstart::Target {
+        name: "hello-lambda".into(),
+        executable: release.join("hello-lambda"),
+        environment: Default::default(),
+        memory_mb: 128,
+        credentials: None,
+    });
+    let mut measured = coldstart::measure(&targets, &stack.aws_endpoint, &stack.region).await;
+    let Some(hello) = measured.pop() else { return };
+    let ms = |v: Option<f64>| v.map(|v| Value::per_s(v, "ms"));
+    let hello_figure = format!(
+        "hello-world of our own (`hello-lambda`: lambda_runtime, no-op handler, no SDK client), init to first `/next`, median of {} (p90 {}; peak RSS {})",
+        hello.init_ms.len(),
+        ms(hello.p90()).map_or("—".into(), |v| v.to_string()),
+        hello.peak_rss_mib.map_or("—".into(), |v| Value::mib(v).to_string()),
+    );
+    for (anchor, value) in [
+        ("Rust hello-world init on arm64, 13.6–13.9 ms", 13.75),
+        ("Go hello-world init, 41–44 ms", 42.5),
+        ("Node 22 hello-world init, 124–130 ms", 127.0),
+    ] {
+        table.push(
+            Row::new(hello_figure.clone(), ms(hello.median()))
+                .beside(format!("{anchor} ({QUOTED}; midpoint)"), ms(Some(value))),
+        );
+    }
+    let hello_anchor = "our hello-world, same run";
+    for f in &measured {
+        let figure = match &f.failure {
+            Some(e) if f.init_ms.is_empty() => format!(
+                "cold start of {} ({}): **failed**: {e}",
+                f.name,
+                f.executable.display()
+            ),
+            _ => format!(
+                "cold start of {}: spawn to first `/next` with its SDK clients built, template env, median of {} (p90 {}; peak RSS {}){}",
+                f.name,
+                f.init_ms.len(),
+                ms(f.p90()).map_or("—".into(), |v| v.to_string()),
+                f.peak_rss_mib.map_or("—".into(), |v| Value::mib(v).to_string()),
+                f.failure.as_deref().map_or(String::new(), |e| format!("; a start failed: {e}")),
+            ),
+        };
+        table.push(
+            Row::new(figure, ms(f.median()))
+                .beside(hello_anchor, ms(hello.median()))
+                .goal(Goal::AtMost(20.0)),
+        );
+    }
+    // The entropy start-up: the first random bytes a fresh process draws from aws-lc.
+    let mut first: Vec<f64> = (0..coldstart::STARTS)
+        .filter_map(|_| {
+            let out = Command::new(release.join("first-random")).output().ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    first.sort_by(f64::total_cmp);
+    table.push(
+        Row::new(
+            format!(
+                "aws-lc's first 32 random bytes in a fresh process (its DRBG seeded; what the first TLS handshake pays), built with `AWS_LC_SYS_NO_JITTER_ENTROPY=1`, median of {} (p90 {})",
+                first.len(),
+                ms(coldstart::quantile(&first, 0.9)).map_or("—".into(), |v| v.to_string())
+            ),
+            ms(coldstart::quantile(&first, 0.5)),
+        )
+        .beside(
+            "with CPU jitter entropy, 38–50 ms (aws-lc-rs's figure quoted by the issue, not measured here; upper end)",
+            ms(Some(50.0)),
+        ),
+    );
+    // Where a function's init goes, step by step in fresh processes (`src/bin/init-phases.rs`):
+    // the SDK's defaults (each client its own HTTP client, a connector built and dropped at each
+    // client's construction) beside shared::aws (one HTTP client, its connector built at the first
+    // request). The first call pays the connector (the root store), credentials and a connection.
+    let phases = |mode: &[&str]| -> Vec<(String, Vec<f64>)> {
+        let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
+        for _ in 0..coldstart::STARTS {
+            let Ok(out) = Command::new(release.join("init-phases"))
+                .args(mode)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("AWS_REGION", &stack.region)
+                .env("AWS_ENDPOINT_URL", &stack.aws_endpoint)
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .output()
+            else {
+                continue;
+            };
+            for pair in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let Some((name, ms)) = pair.split_once('=') else {
+                    continue;
+                };
+                let Ok(ms) = ms.parse::<f64>() else { continue };
+                match steps.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, v)) => v.push(ms),
+                    None => steps.push((name.to_string(), vec![ms])),
+                }
+            }
+        }
+        for (_, v) in &mut steps {
+            v.sort_by(f64::total_cmp);
+        }
+        steps
+    };
+    let before = phases(&["sdk-default"]);
+    let now = phases(&[]);
+    let median = |steps: &[(String, Vec<f64>)], name: &str| {
+        steps
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| coldstart::quantile(v, 0.5))
+    };
+    let clients = |steps: &[(String, Vec<f64>)]| {
+        ["s3", "dynamodb", "sqs", "secretsmanager"]
+            .iter()
+            .map(|c| median(steps, c))
+            .sum::<Option<f64>>()
+    };
+    let fmt = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2} ms"));
+    table.push(
+        Row::new(
+            format!(
+                "init steps, fresh process, medians of {}: `aws_config` with shared::aws's one HTTPS client (the root store loaded once, at the first client's validation) — load {}; the four clients {} (S3 {}, DynamoDB {}, SQS {}, Secrets Manager {}); JSON log subscriber {}",
+                coldstart::STARTS,
+                fmt(median(&now, "load_defaults")),
+                fmt(clients(&now)),
+                fmt(median(&now, "s3")),
+                fmt(median(&now, "dynamodb")),
+                fmt(median(&now, "sqs")),
+                fmt(median(&now, "secretsmanager")),
+                fmt(median(&now, "telemetry")),
+            ),
+            ms(median(&now, "load_defaults")
+                .zip(clients(&now))
+                .map(|(a, b)| a + b)),
+        )
+        .beside(
+            format!(
+                "`aws_config::load_defaults` and the SDK's default HTTP client per client (before): load {}; the four clients {} (S3 {}, DynamoDB {}, SQS {}, Secrets Manager {})",
+                fmt(median(&before, "load_defaults")),
+                fmt(clients(&before)),
+                fmt(median(&before, "s3")),
+                fmt(median(&before, "dynamodb")),
+                fmt(median(&before, "sqs")),
+                fmt(median(&before, "secretsmanager")),
+            ),
+            ms(median(&before, "load_defaults")
+                .zip(clients(&before))
+                .map(|(a, b)| a + b)),
+        ),
+    );
+    table.push(
+        Row::new(
+            format!(
+                "the first SDK call of a fresh process (DynamoDB GetItem on moto: credentials, the connector with its root store, a connection), shared::aws, median of {} (the second call: {})",
+                coldstart::STARTS,
+                fmt(median(&now, "second_call")),
+            ),
+            ms(median(&now, "first_call")),
+        )
+        .beside(
+            format!(
+                "the same with the SDK's default HTTP client (second call: {})",
+                fmt(median(&before, "second_call"))
+            ),
+            ms(median(&before, "first_call")),
+        ),
+    );
+    let mb = |v: Option<f64>| v.map(|v| Value::per_s(v, "MB"));
+    for f in &measured {
+        table.push(
+            Row::new(
+                format!(
+                    "release binary of {} (x86_64, stripped; `{}`)",
+                    f.name,
+                    f.executable
+                        .file_name()
+                        .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+                ),
+                mb(f.size_mb()),
+            )
+            .beside("our hello-world binary", mb(hello.size_mb()))
+            .goal(Goal::AtMost(8.0)),
+        );
+    }
+    // The deployable arm64 bootstraps, when `make package` has built them.
+    for f in &measured {
+        let bootstrap = root()
+            .join(".aws-sam/build")
+            .join(&f.name)
+            .join("bootstrap");
+        if let Some(size) = coldstart::file_mb(&bootstrap) {
+            table.push(
+                Row::new(
+                    format!("`sam build` bootstrap of {} (aarch64)", f.name),
+                    mb(Some(size)),
+                )
+                .goal(Goal::AtMost(8.0)),
+            );
+        }
+    }
+}
+
+/// A group's peak RSS row: this process's VmHWM since the group's [`reset_peak_rss`].
+fn group_rss(table: &mut Table, what: &str) {
+    table.push(Row::new(
+        format!("peak RSS of group {what} (this process's VmHWM, reset before the group)"),
+        peak_rss_mib().map(Value::mib),
+    ));
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -443,28 +708,75 @@ async fn main() {
     }
     if run("header") {
         header(&mut table);
+        group_rss(
+            &mut table,
+            "header: the pydicom corpus read into memory and parsed 20 times",
+        );
     }
     if run("cache") {
+        reset_peak_rss();
         reference_cache(&mut table);
+        group_rss(
+            &mut table,
+            "cache: the reference data, its two copies and the reader threads",
+        );
     }
     if run("report") {
+        reset_peak_rss();
         for (figure, value, anchor, anchor_value) in report::run().await {
             table.push(
                 Row::new(figure, Some(Value::per_s(value, "ms")))
                     .beside(anchor, Some(Value::per_s(anchor_value, "ms"))),
             );
         }
+        group_rss(
+            &mut table,
+            "report: the local stack in-process (provisioning, functions, gateway) and the reports",
+        );
     }
     if run("ratelimit") {
+        reset_peak_rss();
         for (figure, value, anchor, anchor_value) in rate_limit::run().await {
             table.push(
                 Row::new(figure, Some(Value::per_s(value, "decisions/s")))
                     .beside(anchor, Some(Value::per_s(anchor_value, "decisions/s"))),
             );
         }
+        group_rss(
+            &mut table,
+            "ratelimit: the limiter's DynamoDB client and the in-process one",
+        );
+    }
+    if run("coldstart") {
+        coldstart(&mut table).await;
     }
     if run("api") {
         api(&mut table);
+    }
+    if run("export") {
+        for f in export::run() {
+            table.push(
+                Row::new(
+                    format!(
+                        "{} export of {} ePRO entries (export-worker's renderer in-process, each 5 MiB part dropped as shipped): wall seconds; {:.2} s of CPU, {:.0} KiB out",
+                        f.what, export::ENTRIES, f.cpu, f.bytes as f64 / 1024.0
+                    ),
+                    Some(Value::per_s(f.wall, "s")),
+                )
+                .beside(
+                    "the old service's PDF export after its fix (quoted by the issue, not measured here)",
+                    Some(Value::per_s(export::OLD_SERVICE_SECONDS, "s")),
+                )
+                .goal(Goal::AtMost(1.0)),
+            );
+            table.push(
+                Row::new(
+                    format!("peak RSS of the {} export (VmHWM, reset before it)", f.what),
+                    Some(Value::mib(f.rss)),
+                )
+                .goal(Goal::AtMost(64.0)),
+            );
+        }
     }
 
     let markdown = table.markdown();

@@ -50,6 +50,13 @@ impl HttpFunction for subject_report::ReportApi {
 }
 
 #[async_trait]
+impl HttpFunction for exports::ExportsApi {
+    async fn invoke(&self, request: Request) -> Response<Body> {
+        self.handle(request).await
+    }
+}
+
+#[async_trait]
 impl HttpFunction for reference_admin::ReferenceAdminApi {
     async fn invoke(&self, request: Request) -> Response<Body> {
         self.handle(request).await
@@ -87,6 +94,16 @@ impl crate::pollers::SqsFunction for imaging_summary::Summarizer {
 }
 
 #[async_trait]
+impl crate::pollers::SqsFunction for export_worker::ExportWorker {
+    async fn invoke(
+        &self,
+        event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>,
+    ) -> Result<aws_lambda_events::event::sqs::SqsBatchResponse, lambda_runtime::Error> {
+        self.handle(event).await
+    }
+}
+
+#[async_trait]
 impl crate::pollers::SqsFunction for ingest_failures::IngestFailures {
     async fn invoke(
         &self,
@@ -106,6 +123,8 @@ pub enum LocalFunction {
 /// Every binary the local stack can run. A test checks this list against template.yaml.
 pub const BINARIES: &[&str] = &[
     "clinical-data",
+    "export-worker",
+    "exports",
     "imaging-summary",
     "ingest-failures",
     "metadata",
@@ -163,6 +182,12 @@ pub fn build(
         ))),
         "subject-report" => Ok(LocalFunction::Http(Arc::new(
             subject_report::ReportApi::from_env(env, clients).map_err(|e| e.to_string())?,
+        ))),
+        "exports" => Ok(LocalFunction::Http(Arc::new(
+            exports::ExportsApi::from_env(env, clients).map_err(|e| e.to_string())?,
+        ))),
+        "export-worker" => Ok(LocalFunction::Sqs(Arc::new(
+            export_worker::ExportWorker::from_env(env, clients).map_err(|e| e.to_string())?,
         ))),
         other => Err(format!("no local handler for binary {other}")),
     }

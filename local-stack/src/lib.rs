@@ -68,6 +68,10 @@ pub struct Options {
     pub admin: Option<emulator::AccessKeys>,
     /// The reference data written to the reference table before any function runs.
     pub reference_data: reference::ReferenceSeed,
+    /// Where the functions' own SDK calls go, if not straight to the emulator: a fault-injecting
+    /// proxy in front of it (tests of issue 13). Provisioning, seeding and the event-source
+    /// mappings (Lambda's side, not the function's) still talk to the emulator directly.
+    pub function_endpoint: Option<String>,
 }
 
 impl Default for Options {
@@ -85,6 +89,7 @@ impl Default for Options {
             processes: BTreeMap::new(),
             admin: None,
             reference_data: reference::ReferenceSeed::All,
+            function_endpoint: None,
         }
     }
 }
@@ -103,6 +108,8 @@ pub struct LocalStack {
     /// The Lambda Invoke API's endpoint (`aws lambda invoke --endpoint-url`).
     pub lambda_url: String,
     pub aws_endpoint: String,
+    /// Where the functions' SDK calls go ([`Options::function_endpoint`], else `aws_endpoint`).
+    pub function_endpoint: String,
     pub region: String,
     pub clients: AwsClients,
     pub template: Template,
@@ -212,6 +219,7 @@ impl LocalStack {
             reference::seed(&clients.dynamodb, table, &entries).await?;
         }
 
+        let function_endpoint = options.function_endpoint.as_deref().unwrap_or(endpoint);
         let mut functions = BTreeMap::new();
         let mut processes = BTreeMap::new();
         let mut routes = Vec::new();
@@ -242,9 +250,12 @@ impl LocalStack {
                 }
                 None => None,
             };
-            let function_clients = match &keys {
-                Some(keys) => emulator_clients(endpoint, &options.region, Some(keys)).await,
-                None => clients.clone(),
+            let function_clients = match (&keys, &options.function_endpoint) {
+                (Some(keys), _) => {
+                    emulator_clients(function_endpoint, &options.region, Some(keys)).await
+                }
+                (None, Some(_)) => emulator_clients(function_endpoint, &options.region, None).await,
+                (None, None) => clients.clone(),
             };
             if let (Some(bucket), Some(prefix), false) = (
                 environment.get("UPLOAD_BUCKET"),
@@ -267,7 +278,7 @@ impl LocalStack {
                             name: &format!("{}-{}", options.stack_name, f.logical_id),
                             executable,
                             environment: &environment,
-                            aws_endpoint: endpoint,
+                            aws_endpoint: function_endpoint,
                             region: &options.region,
                             memory_mb,
                             credentials: keys.as_ref(),
@@ -483,6 +494,7 @@ impl LocalStack {
             api_url,
             lambda_url,
             aws_endpoint: endpoint.to_owned(),
+            function_endpoint: function_endpoint.to_owned(),
             region: options.region.clone(),
             clients,
             template,
@@ -547,7 +559,10 @@ impl LocalStack {
             .get(logical_id)
             .and_then(|f| f.credentials.as_ref())
         {
-            Some(keys) => emulator_clients(&self.aws_endpoint, &self.region, Some(keys)).await,
+            Some(keys) => emulator_clients(&self.function_endpoint, &self.region, Some(keys)).await,
+            None if self.function_endpoint != self.aws_endpoint => {
+                emulator_clients(&self.function_endpoint, &self.region, None).await
+            }
             None => self.clients.clone(),
         }
     }

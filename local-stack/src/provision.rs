@@ -117,6 +117,10 @@ pub async fn provision(
                 template.set_ref(&id, name);
             }
             "AWS::Serverless::HttpApi" => template.set_ref(&id, "local"),
+            // The console's hosting (CloudFront, origin access control, response headers) is not
+            // emulated: the local stack serves web/ itself (console.rs). Each gets a placeholder
+            // id so that what names it (the console bucket's policy) still evaluates.
+            k if k.starts_with("AWS::CloudFront::") => template.set_ref(&id, format!("local-{id}")),
             _ => {}
         }
     }

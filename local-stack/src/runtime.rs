@@ -75,6 +75,42 @@ pub struct Launch<'a> {
     pub credentials: Option<&'a crate::emulator::AccessKeys>,
 }
 
+impl Launch<'_> {
+    /// The child as Lambda starts it: the function's environment and nothing of the developer's,
+    /// the runtime API at `runtime_api`, the emulator's endpoint and the function's own keys.
+    pub fn command(&self, runtime_api: std::net::SocketAddr) -> tokio::process::Command {
+        let env_or = |name: &str| std::env::var(name).unwrap_or_else(|_| "testing".into());
+        let (access_key_id, secret_access_key) = match self.credentials {
+            Some(keys) => (keys.access_key_id.clone(), keys.secret_access_key.clone()),
+            None => (env_or("AWS_ACCESS_KEY_ID"), env_or("AWS_SECRET_ACCESS_KEY")),
+        };
+        let mut command = tokio::process::Command::new(self.executable);
+        command
+            .env_clear()
+            .envs(self.environment)
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_LAMBDA_RUNTIME_API", runtime_api.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", self.name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env(
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                self.memory_mb.to_string(),
+            )
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", self.name),
+            )
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+            .env("AWS_REGION", self.region)
+            .env("AWS_DEFAULT_REGION", self.region)
+            .env("AWS_ENDPOINT_URL", self.aws_endpoint)
+            .env("AWS_ACCESS_KEY_ID", access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret_access_key)
+            .stdin(Stdio::null());
+        command
+    }
+}
+
 impl ProcessFunction {
     pub async fn start(launch: Launch<'_>) -> Result<Self, Error> {
         let (invocations, receiver) = mpsc::channel(16);
@@ -94,36 +130,8 @@ impl ProcessFunction {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        let env_or = |name: &str| std::env::var(name).unwrap_or_else(|_| "testing".into());
-        let (access_key_id, secret_access_key) = match launch.credentials {
-            Some(keys) => (keys.access_key_id.clone(), keys.secret_access_key.clone()),
-            None => (env_or("AWS_ACCESS_KEY_ID"), env_or("AWS_SECRET_ACCESS_KEY")),
-        };
-        let mut command = tokio::process::Command::new(launch.executable);
-        command
-            .env_clear()
-            .envs(launch.environment)
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", launch.name)
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env(
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-                launch.memory_mb.to_string(),
-            )
-            .env(
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                format!("/aws/lambda/{}", launch.name),
-            )
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
-            .env("AWS_REGION", launch.region)
-            .env("AWS_DEFAULT_REGION", launch.region)
-            .env("AWS_ENDPOINT_URL", launch.aws_endpoint)
-            .env("AWS_ACCESS_KEY_ID", access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", secret_access_key)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
+        let mut command = launch.command(address);
+        command.stdout(Stdio::piped()).kill_on_drop(true);
         let mut child = command
             .spawn()
             .map_err(|e| format!("{}: {e}", launch.executable.display()))?;

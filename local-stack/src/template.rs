@@ -297,6 +297,16 @@ impl Template {
                 .map(|v| Json::String(v.clone()))
                 .ok_or_else(|| invalid(format!("GetAtt {resource}.Arn: unknown resource"))),
             "TableName" | "BucketName" => self.reference(resource),
+            // An origin access control's Id is what its Ref gives (as in CloudFormation).
+            "Id" => self.reference(resource),
+            // A bucket's regional endpoint, as CloudFront's origin names it.
+            "RegionalDomainName" => match self.reference(resource)? {
+                Json::String(bucket) => Ok(Json::String(format!(
+                    "{bucket}.s3.{}.amazonaws.com",
+                    self.region
+                ))),
+                _ => Err(invalid(format!("GetAtt {resource}.RegionalDomainName"))),
+            },
             _ => Err(invalid(format!(
                 "GetAtt {resource}.{attribute} is not supported locally"
             ))),
@@ -555,6 +565,32 @@ mod tests {
         assert_eq!(json_number::<u64>(j.get("c")), None);
         assert_eq!(json_number::<u64>(j.get("d")), None);
         assert_eq!(json_number::<u64>(j.get("missing")), None);
+    }
+
+    #[test]
+    fn a_bucket_has_its_regional_domain_name_and_a_resource_its_id() {
+        let yaml = r#"
+Resources:
+  B:
+    Type: AWS::S3::Bucket
+    Properties:
+      BucketName: b-1
+  D:
+    Type: AWS::CloudFront::Distribution
+    Properties:
+      Origin: !GetAtt B.RegionalDomainName
+      Oac: !GetAtt O.Id
+"#;
+        let mut t = Template::parse(yaml, "st", "eu-west-3", "123", &HashMap::new()).unwrap();
+        t.set_ref("B", "b-1");
+        assert!(
+            t.eval(t.resources()[1].properties).is_err(),
+            "O has no id yet"
+        );
+        t.set_ref("O", "local-O");
+        let props = t.eval(t.resources()[1].properties).unwrap();
+        assert_eq!(props["Origin"], "b-1.s3.eu-west-3.amazonaws.com");
+        assert_eq!(props["Oac"], "local-O");
     }
 
     const T: &str = r#"

@@ -6,6 +6,7 @@
 //!   diary entries: the data the report reads and the clinical routes write;
 //! - [`events`]: the imaging events one stage publishes and the next consumes (one struct for both);
 //! - [`identity`]: wrong-patient detection by a keyed hash of the Patient ID (never the value);
+//! - [`exports`]: a subject history export: its request, lifecycle (QUEUED → RUNNING → DONE | FAILED) and queue message;
 //! - [`store`]: the ports (small traits) the handlers take, and their AWS adapters;
 //! - [`auth`]: who is calling (JWT claims put in the request context by the HttpApi authorizer) and
 //!   what they may see;
@@ -23,6 +24,7 @@ pub mod clinical;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod exports;
 pub mod identity;
 pub mod metrics;
 pub mod notification;

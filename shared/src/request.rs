@@ -1,8 +1,11 @@
 //! What every HTTP function needs from an API Gateway v2 request: its ids (for the logs, the
 //! records and the audit trail) and its path as the API defines it (for routing).
 
+use crate::problem::Problem;
+use lambda_http::http::StatusCode;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
 
 /// The request's id: API Gateway's, else the Lambda invocation's, else a fresh one (a request
 /// built by hand). Every log line of the request carries it.
@@ -82,4 +85,46 @@ pub fn api_path(request: &Request) -> String {
         .collect();
     // A parameter the route names but the event lacks: nothing to route by.
     segments.map_or_else(String::new, |s| s.join("/"))
+}
+
+/// The bytes of a JSON body: `application/json` (else 415), at most `max_bytes` (else 413).
+pub fn json_bytes(request: &Request, max_bytes: usize) -> Result<&[u8], Problem> {
+    let content_type = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+        )
+        .detail("The request body must be application/json."));
+    }
+    let body: &[u8] = request.body().as_ref();
+    if body.len() > max_bytes {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Request body too large",
+        )
+        .detail(format!("The request body is limited to {max_bytes} bytes.")));
+    }
+    Ok(body)
+}
+
+/// A JSON body: `application/json`, at most `max_bytes`, any JSON value (each route parses it
+/// into its type and reports every invalid field at once).
+pub fn json_body(request: &Request, max_bytes: usize) -> Result<Value, Problem> {
+    let body = json_bytes(request, max_bytes)?;
+    serde_json::from_slice(body).map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            "Malformed request",
+        )
+        .detail("The request body is not valid JSON.")
+    })
 }

@@ -53,6 +53,11 @@ fn policy(method: &str, path: &str) -> Option<Policy> {
         ("GET", "/v1/subjects/{subjectId}/epro") => p(&[], true),
         ("GET", "/v1/subjects/{subjectId}/audit") => p(&["site_staff", "patient"], true),
         ("GET", "/v1/subjects/{subjectId}/report") => p(&["patient"], true),
+        // Exports: any role but a patient, of a subject in scope (exports.rs tries a real export
+        // from another site and trial).
+        ("POST", "/v1/subjects/{subjectId}/exports")
+        | ("GET", "/v1/subjects/{subjectId}/exports") => p(&["patient"], true),
+        ("GET", "/v1/exports/{exportId}") => p(&["patient"], true),
         // Reference data: any role reads; only sponsor admins reach the source.
         ("GET", "/v1/metadata/{kind}/{code}") | ("GET", "/v1/metadata") => p(&[], false),
         ("GET", "/v1/reference/{kind}/{code}") | ("PUT", "/v1/reference/{kind}/{code}") => {
@@ -84,6 +89,8 @@ pub(crate) fn value_of<'a>(segment: &'a str, upload_id: &'a str) -> &'a str {
         "{kind}" => "drug_code",
         "{code}" => "N02BE01",
         "{formOid}" => "VS",
+        // Well formed, never issued (exports.rs reads real ones across scopes).
+        "{exportId}" => "00000000-0000-4000-8000-000000000001",
         s if s.starts_with('{') => panic!("give {s} a value in tests/api/access.rs"),
         s => s,
     }
@@ -110,6 +117,7 @@ pub(crate) fn call(method: &str, template: &str, upload_id: &str) -> Call {
         ("POST", "/v1/subjects") => Some(enrolment(TRIAL, BOS, "BOS-9999")),
         ("PUT", "/v1/subjects/{subjectId}/forms/{formOid}") => Some(vital_signs(120, 80)),
         ("POST", "/v1/subjects/{subjectId}/epro") => Some(diary_entry(1, 3)),
+        ("POST", "/v1/subjects/{subjectId}/exports") => Some(json!({"format": "csv"})),
         ("PUT", "/v1/reference/{kind}/{code}") => Some(json!({"name": "paracetamol",
             "atcClass": "N02BE", "className": "Anilides", "active": true, "reasonForChange": "r"})),
         _ => None,
@@ -221,6 +229,7 @@ async fn every_route_refuses_every_bad_token_bad_role_and_foreign_subject() {
         "EproTable",
         "EproRequestsTable",
         "ReferenceTable",
+        "ExportsTable",
     ];
     let mut before = Vec::new();
     for t in tables {

@@ -88,7 +88,16 @@ fn the_bucket_is_named_from_its_prefix_and_every_arn_of_it_agrees() {
     let longest = "a".repeat(25);
     for params in [vec![], vec![("BucketNamePrefix", longest.as_str())]] {
         let (t, buckets) = wired_buckets(STACK, LONG_REGION, &params);
-        assert_eq!(buckets.len(), 2, "{buckets:?}");
+        assert_eq!(
+            buckets.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "ConsoleBucket",
+                "ExportsBucket",
+                "ReferenceBucket",
+                "UploadBucket"
+            ],
+            "{buckets:?}"
+        );
         for bucket in buckets.values() {
             assert!(
                 is_valid_bucket_name(bucket),
@@ -270,4 +279,172 @@ fn lambda_keeps_the_log_lines_log_level_asks_for() {
             );
         }
     }
+}
+
+/// A resource's properties as CloudFormation would evaluate them in the wired template.
+fn resource(t: &Template, logical_id: &str) -> Value {
+    let r = t
+        .resources()
+        .into_iter()
+        .find(|r| r.logical_id == logical_id)
+        .unwrap_or_else(|| panic!("{logical_id}"));
+    t.eval(r.properties).unwrap()
+}
+
+#[test]
+fn the_console_bucket_is_private_and_read_only_through_its_distribution_whose_csp_names_the_api() {
+    let (t, buckets) = wired_buckets(STACK, LONG_REGION, &[]);
+    let bucket = &buckets["ConsoleBucket"];
+    assert!(bucket.starts_with("clinflow-console-"), "{bucket}");
+
+    // Private, encrypted, versioned; no website endpoint.
+    let props = resource(&t, "ConsoleBucket");
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            props["PublicAccessBlockConfiguration"][flag], true,
+            "{flag}"
+        );
+    }
+    assert!(
+        props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            ["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+            .is_string()
+    );
+    assert_eq!(props["VersioningConfiguration"]["Status"], "Enabled");
+    assert!(props.get("WebsiteConfiguration").is_none());
+
+    // The one Allow of its policy: CloudFront's service principal may GetObject, and only on
+    // behalf of this distribution (AWS:SourceArn); everything without TLS is denied.
+    let policies: Vec<Value> = t
+        .resources_of("AWS::S3::BucketPolicy")
+        .iter()
+        .map(|r| t.eval(r.properties).unwrap())
+        .filter(|p| p["Bucket"] == bucket.as_str())
+        .collect();
+    assert_eq!(policies.len(), 1, "one policy on the console bucket");
+    let statements = policies[0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let allows: Vec<&Value> = statements
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .collect();
+    assert_eq!(allows.len(), 1, "{statements:?}");
+    let allow = allows[0];
+    assert_eq!(
+        allow["Principal"],
+        serde_json::json!({"Service": "cloudfront.amazonaws.com"})
+    );
+    assert_eq!(allow["Action"], "s3:GetObject");
+    assert_eq!(allow["Resource"], format!("arn:aws:s3:::{bucket}/*"));
+    assert_eq!(
+        allow["Condition"]["StringEquals"]["AWS:SourceArn"],
+        format!("arn:aws:cloudfront::{MOTO_ACCOUNT}:distribution/ConsoleDistribution"),
+        "only this stack's distribution"
+    );
+    assert!(statements.iter().any(|s| s["Effect"] == "Deny"
+        && s["Principal"] == "*"
+        && s["Condition"]["Bool"]["aws:SecureTransport"] == "false"));
+
+    // The distribution reads the bucket through origin access control (no legacy identity),
+    // serves index.html at /, redirects HTTP to HTTPS and sends the security headers.
+    let d = &resource(&t, "ConsoleDistribution")["DistributionConfig"];
+    assert_eq!(d["DefaultRootObject"], "index.html");
+    let origins = d["Origins"].as_array().unwrap();
+    assert_eq!(origins.len(), 1);
+    assert_eq!(
+        origins[0]["DomainName"],
+        format!("{bucket}.s3.{LONG_REGION}.amazonaws.com")
+    );
+    assert_eq!(
+        origins[0]["OriginAccessControlId"],
+        "ConsoleOriginAccessControl"
+    );
+    assert_eq!(origins[0]["S3OriginConfig"]["OriginAccessIdentity"], "");
+    let behaviour = &d["DefaultCacheBehavior"];
+    assert_eq!(behaviour["TargetOriginId"], origins[0]["Id"]);
+    assert_eq!(behaviour["ViewerProtocolPolicy"], "redirect-to-https");
+    assert_eq!(
+        behaviour["AllowedMethods"],
+        serde_json::json!(["GET", "HEAD"])
+    );
+    assert_eq!(
+        behaviour["ResponseHeadersPolicyId"],
+        "ConsoleSecurityHeadersPolicy"
+    );
+    assert!(
+        d.get("CacheBehaviors").is_none(),
+        "one behaviour, one origin"
+    );
+    let oac = &resource(&t, "ConsoleOriginAccessControl")["OriginAccessControlConfig"];
+    assert_eq!(oac["OriginAccessControlOriginType"], "s3");
+    assert_eq!(oac["SigningBehavior"], "always");
+
+    // The headers: the CSP lets the console call the API and PUT to the upload bucket, nothing
+    // else outside its origin; HSTS, nosniff, no framing.
+    let h = &resource(&t, "ConsoleSecurityHeadersPolicy")["ResponseHeadersPolicyConfig"]
+        ["SecurityHeadersConfig"];
+    let csp = h["ContentSecurityPolicy"]["ContentSecurityPolicy"]
+        .as_str()
+        .unwrap();
+    let directive = |name: &str| -> Vec<String> {
+        csp.split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix(name).map(|rest| rest.trim().to_owned()))
+            .unwrap_or_else(|| panic!("{name} in {csp}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(
+        directive("connect-src "),
+        [
+            "'self'".to_owned(),
+            format!("https://HttpApi.execute-api.{LONG_REGION}.amazonaws.com"),
+            format!(
+                "https://{}.s3.{LONG_REGION}.amazonaws.com",
+                buckets["UploadBucket"]
+            ),
+        ]
+    );
+    assert_eq!(directive("default-src "), ["'self'"]);
+    assert_eq!(directive("script-src "), ["'self'", "'wasm-unsafe-eval'"]);
+    assert_eq!(directive("frame-ancestors "), ["'none'"]);
+    assert_eq!(h["ContentSecurityPolicy"]["Override"], true);
+    assert!(h["StrictTransportSecurity"]["AccessControlMaxAgeSec"].as_u64() >= Some(31_536_000));
+    assert_eq!(h["ContentTypeOptions"]["Override"], true);
+    assert_eq!(h["FrameOptions"]["FrameOption"], "DENY");
+    // The identity provider's origins, when given, join connect-src.
+    let (t, _) = wired_buckets(
+        STACK,
+        LONG_REGION,
+        &[(
+            "ConsoleIdentityProviderOrigins",
+            "https://idp.example.org https://auth.example.org",
+        )],
+    );
+    let h = &resource(&t, "ConsoleSecurityHeadersPolicy")["ResponseHeadersPolicyConfig"]
+        ["SecurityHeadersConfig"];
+    let csp = h["ContentSecurityPolicy"]["ContentSecurityPolicy"]
+        .as_str()
+        .unwrap();
+    assert!(
+        csp.contains("amazonaws.com https://idp.example.org https://auth.example.org;"),
+        "{csp}"
+    );
+
+    // And the console's URL is an output.
+    let raw = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let outputs = &serde_yaml::from_str::<serde_yaml::Value>(&raw).unwrap()["Outputs"];
+    let url = serde_yaml::to_string(&outputs["ConsoleUrl"]["Value"]).unwrap();
+    assert!(
+        url.contains("https://${ConsoleDistribution.DomainName}"),
+        "{url}"
+    );
 }

@@ -239,3 +239,113 @@ async fn each_function_calls_aws_with_its_own_role_only() {
         .unwrap();
     assert!(!item.contains_key("reason"));
 }
+
+/// A reader of `user`'s own: an IAM user allowed `s3:GetObject` on the whole upload bucket, tagged
+/// `clinflow-quarantine-reader=<tag>` (untagged when `None`).
+async fn reader(app: &TestApp, user: &str, tag: Option<&str>) -> aws_sdk_s3::Client {
+    let config = local_stack::emulator_config(&endpoint(), "us-east-1", admin().as_ref()).await;
+    let iam = aws_sdk_iam::Client::new(&config);
+    let mut create = iam.create_user().user_name(user);
+    if let Some(value) = tag {
+        create = create.tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("clinflow-quarantine-reader")
+                .value(value)
+                .build()
+                .unwrap(),
+        );
+    }
+    create.send().await.expect("CreateUser");
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": format!("arn:aws:s3:::{}/*", app.bucket()),
+        }],
+    });
+    iam.put_user_policy()
+        .user_name(user)
+        .policy_name("read-uploads")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .expect("PutUserPolicy");
+    let key = iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .expect("CreateAccessKey")
+        .access_key
+        .expect("a key");
+    let keys = AccessKeys {
+        access_key_id: key.access_key_id,
+        secret_access_key: key.secret_access_key,
+    };
+    local_stack::emulator_clients(&endpoint(), "us-east-1", Some(&keys))
+        .await
+        .s3
+}
+
+async fn read(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, u16> {
+    match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => Ok(out.body.collect().await.unwrap().to_vec()),
+        Err(e) => Err(e
+            .raw_response()
+            .map(|r| r.status().as_u16())
+            .unwrap_or_else(|| panic!("{}", aws_sdk_s3::error::DisplayErrorContext(&e)))),
+    }
+}
+
+/// The bucket policy's `DenyReadingQuarantine` with its positive control: a principal tagged
+/// `clinflow-quarantine-reader=true` (a security role) reads quarantine/; the same grant without
+/// the tag, with another value, or the administrator's `*`, does not — and reads elsewhere, so the
+/// refusal is the policy's and not a missing grant.
+#[tokio::test]
+async fn only_a_quarantine_reader_reads_quarantine() {
+    let app = spawn_app().await;
+    let bucket = app.bucket();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (quarantined, accepted) = (
+        format!("quarantine/{suffix}.dcm"),
+        format!("accepted/{suffix}.dcm"),
+    );
+    for key in [&quarantined, &accepted] {
+        app.stack
+            .clients
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key(key.as_str())
+            .body(key.as_bytes().to_vec().into())
+            .send()
+            .await
+            .expect("PutObject");
+    }
+    let tagged = reader(&app, &format!("qr-true-{suffix}"), Some("true")).await;
+    let other = reader(&app, &format!("qr-false-{suffix}"), Some("false")).await;
+    let untagged = reader(&app, &format!("qr-none-{suffix}"), None).await;
+
+    assert_eq!(
+        read(&tagged, &bucket, &quarantined).await,
+        Ok(quarantined.as_bytes().to_vec()),
+        "the quarantine reader reads quarantine/"
+    );
+    for (who, s3) in [
+        ("tagged false", &other),
+        ("untagged", &untagged),
+        ("the administrator", &app.stack.clients.s3),
+    ] {
+        assert_eq!(
+            read(s3, &bucket, &quarantined).await,
+            Err(403),
+            "{who} reads quarantine/"
+        );
+        assert_eq!(
+            read(s3, &bucket, &accepted).await,
+            Ok(accepted.as_bytes().to_vec()),
+            "{who} reads accepted/ (its grant works)"
+        );
+    }
+}

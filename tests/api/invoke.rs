@@ -237,6 +237,69 @@ async fn every_sample_event_runs_through_the_invoke_api() {
         "{trail}"
     );
 
+    // exports: the request is recorded QUEUED (audited) and queued once; the worker's sample batch
+    // names no export (nothing happens) and, pointed at the queued export, renders it (again: no
+    // change); the sample status event answers 404 for its made-up id and, pointed at the real
+    // export, its download link (audited), which serves the PDF.
+    let (f, e) = run("exports-request.json");
+    assert_eq!(f, "ExportsFunction");
+    let audit_before = app.item_count("AuditTable").await;
+    let (status, accepted) = http(&client, &f, &e).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["format"], "pdf");
+    assert_eq!(app.item_count("AuditTable").await, audit_before + 1);
+    let export_id = accepted["exportId"].as_str().unwrap().to_owned();
+    let queued = app.drain_queue("ExportsQueue", 5).await;
+    assert_eq!(queued, [json!({"exportId": export_id})]);
+    let (worker, e) = run("export-worker-queued.json");
+    assert_eq!(worker, "ExportWorkerFunction");
+    assert_eq!(
+        batch_failures(&invoke(&client, &worker, &e).await),
+        json!([])
+    );
+    let sample = e["Records"][0]["body"].as_str().unwrap();
+    let sample = serde_json::from_str::<Value>(sample).unwrap()["exportId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let real_message: Value =
+        serde_json::from_str(&e.to_string().replace(&sample, &export_id)).unwrap();
+    assert_eq!(
+        batch_failures(&invoke(&client, &worker, &real_message).await),
+        json!([])
+    );
+    let (f, e) = run("exports-get.json");
+    assert_eq!(f, "ExportsFunction");
+    let (status, body) = http(&client, &f, &e).await;
+    assert_eq!(status, 404, "{body}");
+    let real_get: Value =
+        serde_json::from_str(&e.to_string().replace(&sample, &export_id)).unwrap();
+    let audit_before = app.item_count("AuditTable").await;
+    let (status, done) = http(&client, &f, &real_get).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["status"], "DONE", "{done}");
+    assert_eq!(
+        app.item_count("AuditTable").await,
+        audit_before + 1,
+        "the link is audited"
+    );
+    let pdf = reqwest::get(done["download"]["url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    assert_eq!(
+        batch_failures(&invoke(&client, &worker, &real_message).await),
+        json!([])
+    );
+    let (_, again) = http(&client, "ExportsFunction", &real_get).await;
+    assert_eq!(
+        again["updatedAt"], done["updatedAt"],
+        "delivered again: nothing changed"
+    );
+
     // process-dicom: the S3 test event and the sample (another bucket) are skipped; pointed at a
     // real upload, the sample event processes it.
     let (f, e) = run("process-dicom-s3-test-event.json");

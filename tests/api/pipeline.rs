@@ -108,9 +108,7 @@ async fn a_real_dicom_file_is_verified_scanned_parsed_accepted_and_published() {
 async fn every_defect_is_quarantined_with_its_reason() {
     let app = spawn_ingest(&[]).await;
     let ct = dicom_file("CT_small.dcm");
-    let mut with_eicar = ct.clone();
-    let at = ct.len() - 1000;
-    with_eicar[at..at + EICAR.len()].copy_from_slice(EICAR);
+    let with_eicar = with_eicar(&ct);
     let noise: Vec<u8> = (0..10_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();

@@ -180,3 +180,102 @@ async fn futures_join_all<F: std::future::Future>(
     .await;
     outputs.into_iter().map(|o| o.expect("ready")).collect()
 }
+
+/// Found by the fault-injecting soak: an upload's outcome and its PROCESSING event handled by two
+/// invocations at once. The outcome's first step (PROCESSING → final) found no marker; the
+/// PROCESSING event then wrote its marker (pending +1); the outcome's second step (a marker where
+/// none was) found one, its third (FAILED → final) did not apply either — and the outcome was
+/// dropped as a redelivery: pending stayed 1, the quarantine was never counted. Here the
+/// interleaving is forced: the outcome's client stops before its second transaction until the
+/// PROCESSING event has been applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_racing_its_processing_event_is_counted_once() {
+    use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+    use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+    use shared::store::summary::{Applied, DynamoImagingSummary, ImagingEvent};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{mpsc, Arc, Mutex};
+
+    /// Holds the outcome's second TransactWriteItems until told to go.
+    #[derive(Debug)]
+    struct Pause {
+        calls: AtomicU32,
+        reached: Mutex<mpsc::Sender<()>>,
+        go: Mutex<mpsc::Receiver<()>>,
+    }
+    impl Intercept for Pause {
+        fn name(&self) -> &'static str {
+            "Pause"
+        }
+        fn read_before_transmit(
+            &self,
+            _: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 1 {
+                self.reached.lock().unwrap().send(()).unwrap();
+                // Off the runtime's worker: its other tasks (the connection pool's) move on.
+                tokio::task::block_in_place(|| self.go.lock().unwrap().recv().unwrap());
+            }
+            Ok(())
+        }
+    }
+
+    let app = spawn_app().await;
+    let table = app.table("ImagingSummaryTable");
+    // Under the function's own role: its marker read needs the template's GetItem grant.
+    let client = app
+        .stack
+        .function_clients("ImagingSummaryFunction")
+        .await
+        .dynamodb;
+    let (reached_tx, reached_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let paused = aws_sdk_dynamodb::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .interceptor(Pause {
+                calls: AtomicU32::new(0),
+                reached: Mutex::new(reached_tx),
+                go: Mutex::new(go_rx),
+            })
+            .build(),
+    );
+    let event = |kind: &str| -> ImagingEvent {
+        serde_json::from_value(serde_json::json!({
+            "eventId": format!("u1:{kind}"), "type": kind, "uploadId": "u1",
+            "subjectId": "SUBJ-0001", "trialId": "CLIN-DEMO-01", "siteId": "SITE-BOS-01",
+            "correlationId": "c", "at": "2026-11-27T10:00:00Z",
+            "reason": "malware: Clinflow.Test.Eicar"}))
+        .unwrap()
+    };
+    let outcome = Arc::new(DynamoImagingSummary::new(paused, &table));
+    let healthy = DynamoImagingSummary::new(client, &table);
+    let racing = {
+        let (outcome, e) = (Arc::clone(&outcome), event("upload.quarantined"));
+        tokio::spawn(async move { outcome.apply(&e).await })
+    };
+    tokio::task::spawn_blocking(move || reached_rx.recv().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        healthy.apply(&event("upload.processing")).await.unwrap(),
+        Applied::Counted
+    );
+    go_tx.send(()).unwrap();
+    assert_eq!(racing.await.unwrap().unwrap(), Applied::Counted);
+    let summary = healthy.get("SUBJ-0001").await.unwrap().unwrap();
+    assert_eq!(summary["quarantined"], 1, "{summary}");
+    assert_eq!(summary["pending"], 0, "{summary}");
+    // Delivered again, either event: nothing more.
+    for kind in ["upload.quarantined", "upload.processing"] {
+        assert_eq!(
+            healthy.apply(&event(kind)).await.unwrap(),
+            Applied::AlreadyApplied
+        );
+    }
+    let again = healthy.get("SUBJ-0001").await.unwrap().unwrap();
+    assert_eq!(again, summary);
+}

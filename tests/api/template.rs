@@ -84,6 +84,31 @@ fn every_function_has_a_crate_a_binary_and_a_local_handler() {
 }
 
 #[test]
+fn the_exports_bucket_keeps_a_file_as_long_as_the_api_says() {
+    let t = template();
+    let bucket = t
+        .resources_of("AWS::S3::Bucket")
+        .into_iter()
+        .find(|r| r.logical_id == "ExportsBucket")
+        .expect("ExportsBucket");
+    let rules = t
+        .eval(&bucket.properties["LifecycleConfiguration"])
+        .unwrap();
+    let expire = rules["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["Id"] == "ExpireExports")
+        .expect("the ExpireExports rule");
+    assert_eq!(expire["Prefix"], "exports/");
+    assert_eq!(
+        expire["ExpirationInDays"].as_i64(),
+        Some(shared::exports::FILE_DAYS),
+        "fileExpiresAt (functions/exports) and the bucket's lifecycle agree"
+    );
+}
+
+#[test]
 fn queues_have_dead_letter_queues_and_tables_point_in_time_recovery() {
     let mut t = template();
     // Name each queue's ARN after its logical id, so a redrive target reads as the queue it names.
@@ -177,7 +202,7 @@ async fn the_emulator_holds_what_the_template_declares() {
         .map(|r| stack.table(&r.logical_id).unwrap().to_owned())
         .collect();
     assert_eq!(tables, declared);
-    assert_eq!(declared.len(), 13);
+    assert_eq!(declared.len(), 14);
 
     let queues: BTreeSet<String> = c
         .sqs

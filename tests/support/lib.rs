@@ -1,8 +1,10 @@
 //! `spawn_app()`: a fresh local stack per test — its own stack name, so its own tables, queues and
 //! bucket — on one emulator per test process (moto on a free loopback port, or `AWS_ENDPOINT_URL`).
 
+pub mod fault_proxy;
 pub mod faults;
 pub mod openapi;
+pub mod reconcile;
 pub mod reference;
 pub mod sources;
 
@@ -96,7 +98,7 @@ async fn spawn(parameters: &[(&str, &str)], pollers: bool, unpolled: &[&str]) ->
 
 /// The API of a stack built from another template (e.g. template.yaml with a permission removed).
 pub async fn spawn_app_from(template: std::path::PathBuf) -> TestApp {
-    spawn_from(template, &[], false, &[], &[]).await
+    spawn_from(template, &[], false, &[], &[], None).await
 }
 
 async fn spawn_with(
@@ -111,6 +113,24 @@ async fn spawn_with(
         pollers,
         unpolled,
         processes,
+        None,
+    )
+    .await
+}
+
+/// The whole pipeline, the functions' own SDK calls going through `function_endpoint` (a
+/// [`fault_proxy::FaultProxy`] in front of the emulator).
+pub async fn spawn_pipeline_through(
+    function_endpoint: &str,
+    parameters: &[(&str, &str)],
+) -> TestApp {
+    spawn_from(
+        repo_root().join("template.yaml"),
+        parameters,
+        true,
+        &[],
+        &[],
+        Some(function_endpoint),
     )
     .await
 }
@@ -121,6 +141,7 @@ async fn spawn_from(
     pollers: bool,
     unpolled: &[&str],
     processes: &[(&str, std::path::PathBuf)],
+    function_endpoint: Option<&str>,
 ) -> TestApp {
     // What the functions warn about shows in a failing test's output (RUST_LOG for more).
     let _ = tracing_subscriber::fmt()
@@ -151,6 +172,7 @@ async fn spawn_from(
         admin: admin(),
         // The curated rows: a few hundred, quick to write for every test's stack.
         reference_data: local_stack::reference::ReferenceSeed::Curated,
+        function_endpoint: function_endpoint.map(str::to_owned),
     };
     let stack = LocalStack::start(&endpoint(), options)
         .await
@@ -362,7 +384,13 @@ impl TestApp {
                 req = req.header(k.as_str(), v.as_str().expect("header value"));
             }
         }
-        req.body(body).send().await.expect("presigned request")
+        // A part of 64 MiB into the emulator on a loaded 2-core machine took over a minute (a
+        // clean-clone CI run failed so): the bytes' own timeout, not the API calls' 60 s.
+        req.body(body)
+            .timeout(std::time::Duration::from_secs(600))
+            .send()
+            .await
+            .expect("presigned request")
     }
 
     pub fn table(&self, logical_id: &str) -> String {
@@ -423,23 +451,12 @@ impl TestApp {
 
     /// Streams an object from the upload bucket: (length, SHA-256).
     pub async fn object_digest(&self, key: &str) -> (usize, [u8; 32]) {
-        let mut object = self
-            .stack
-            .clients
-            .s3
-            .get_object()
-            .bucket(self.bucket())
-            .key(key)
-            .send()
-            .await
-            .expect("get object");
-        let mut hasher = Sha256::new();
-        let mut len = 0;
-        while let Some(chunk) = object.body.try_next().await.expect("object body") {
-            len += chunk.len();
-            hasher.update(&chunk);
-        }
-        (len, hasher.finalize().into())
+        let (len, digest) = self.digest_if_present(key).await.expect("get object");
+        let digest: [u8; 32] = hex::decode(digest)
+            .expect("hex")
+            .try_into()
+            .expect("32 bytes");
+        (len, digest)
     }
 
     /// The audit trail of an upload, oldest first.
@@ -630,6 +647,14 @@ pub fn synthetic_dicom_header(instance: u32, pixel_bytes: u64) -> Vec<u8> {
 
 pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
+/// `dicom` with the EICAR test string written over bytes 1,000 before its end (inside the pixels).
+pub fn with_eicar(dicom: &[u8]) -> Vec<u8> {
+    let mut infected = dicom.to_vec();
+    let at = dicom.len() - 1000;
+    infected[at..at + EICAR.len()].copy_from_slice(EICAR);
+    infected
+}
+
 impl TestApp {
     /// Polls the record until processing ended (PROCESSED, QUARANTINED or FAILED).
     pub async fn wait_processed(&self, upload_id: &str) -> Value {
@@ -803,6 +828,31 @@ impl TestApp {
 
     /// Polls the record through the API until its status is one of
     /// `statuses`, for at most `seconds`.
+    /// Polls `GET /v1/exports/{id}` as `token` until the export is `DONE` or `FAILED` (its
+    /// answer, with the download link when done: that last read is audited).
+    pub async fn wait_for_export(
+        &self,
+        export_id: &str,
+        token: &str,
+        within: std::time::Duration,
+    ) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let r = self.get(&format!("/v1/exports/{export_id}"), token).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            let status = r.body["status"].as_str().unwrap_or("").to_owned();
+            if ["DONE", "FAILED"].contains(&status.as_str()) {
+                return r.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "export still {status} after {within:?}: {}",
+                r.body
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn wait_status(&self, upload_id: &str, statuses: &[&str], seconds: u64) -> Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
         loop {

@@ -1,14 +1,17 @@
-// The console: sign-in, then a subject's page with its panels. Each panel is one API's view; new
-// panels (the subject report, the ePRO pain chart, exports) are added to PANELS as their routes land.
+// The console: sign-in, then a subject's page with its panels. Each panel is one API's view: upload,
+// the risk report, the ePRO pain chart, the uploads list (left); imaging, exports (right).
 import { api, setApiBase, apiBase, problemElement } from './api.js';
 import { session, signOut, onSessionChange, takeNotice, devSignIn, oidcSignIn, oidcCallback } from './auth.js';
 import { uploadPanel } from './panels/upload.js';
 import { historyPanel } from './panels/history.js';
 import { imagingPanel } from './panels/imaging.js';
 import { drugPanel } from './panels/drug.js';
+import { reportPanel } from './panels/report.js';
+import { eproPanel } from './panels/epro.js';
+import { exportsPanel } from './panels/exports.js';
 import { h } from './dom.js';
 
-const PANELS = [uploadPanel, historyPanel, imagingPanel];
+const PANELS = [uploadPanel, reportPanel, eproPanel, historyPanel, imagingPanel, exportsPanel];
 let config = { apiBase: '', auth: { mode: 'dev' } };
 const main = document.getElementById('main');
 

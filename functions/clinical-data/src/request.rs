@@ -8,43 +8,7 @@ use shared::clinical::FieldError;
 use shared::problem::Problem;
 use shared::store::StoreError;
 
-pub(crate) use shared::request::RequestMeta;
-
-/// A JSON body: `application/json`, at most `max_bytes`, any JSON value (each route parses it
-/// into its type and reports every invalid field at once).
-pub(crate) fn json_body(request: &Request, max_bytes: usize) -> Result<Value, Problem> {
-    let content_type = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-        )
-        .detail("The request body must be application/json."));
-    }
-    let body: &[u8] = request.body().as_ref();
-    if body.len() > max_bytes {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            "Request body too large",
-        )
-        .detail(format!("The request body is limited to {max_bytes} bytes.")));
-    }
-    serde_json::from_slice(body).map_err(|_| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-request",
-            "Malformed request",
-        )
-        .detail("The request body is not valid JSON.")
-    })
-}
+pub(crate) use shared::request::{json_body, RequestMeta};
 
 /// 422 with every invalid field (`errors: [{pointer, detail}]`, JSON pointers into the body).
 pub(crate) fn invalid(slug: &str, title: &str, errors: Vec<FieldError>) -> Problem {

@@ -136,53 +136,55 @@ impl MetadataApi {
             return Err(not_found());
         }
         self.revalidate().await;
-        let view = self.cache.view();
-        let Some(loaded) = view.loaded() else {
-            return Err(Problem::unavailable());
-        };
-        let value = loaded.snapshot.get(kind, code).ok_or_else(not_found)?;
-        let fields = value.fields();
-        let etag = entry_etag(kind, code, &fields);
         let freshness = self.cache.freshness();
-        let matches = request
-            .headers()
-            .get(IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-        let builder = Response::builder()
-            .header(ETAG, &etag)
-            .header(
-                CACHE_CONTROL,
-                format!("private, max-age={}", self.max_age.as_secs()),
-            )
-            .header("age", freshness.age.as_secs().to_string());
-        if matches {
-            return builder
-                .status(StatusCode::NOT_MODIFIED)
-                .body(Body::Empty)
-                .map_err(|_| Problem::internal());
-        }
-        let mut body = serde_json::Map::new();
-        body.insert("kind".into(), kind.as_str().into());
-        body.insert("code".into(), code.into());
-        body.extend(fields);
-        body.insert("version".into(), loaded.snapshot.version.clone().into());
-        body.insert(
-            "asOf".into(),
-            loaded
-                .snapshot
-                .built_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                .into(),
-        );
-        // Stale: the last revalidation failed, so the source may hold something newer.
-        body.insert("stale".into(), freshness.stale.into());
-        let body = serde_json::to_string(&body).map_err(|_| Problem::internal())?;
-        builder
-            .status(StatusCode::OK)
-            .header(CONTENT_TYPE, "application/json")
-            .body(Body::Text(body))
-            .map_err(|_| Problem::internal())
+        // Everything below reads one snapshot, borrowed (lock-free; no copy of the entry).
+        self.cache.read(|loaded| {
+            let Some(loaded) = loaded else {
+                return Err(Problem::unavailable());
+            };
+            let value = loaded.snapshot.get(kind, code).ok_or_else(not_found)?;
+            let fields = value.fields();
+            let etag = entry_etag(kind, code, &fields);
+            let matches = request
+                .headers()
+                .get(IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            let builder = Response::builder()
+                .header(ETAG, &etag)
+                .header(
+                    CACHE_CONTROL,
+                    format!("private, max-age={}", self.max_age.as_secs()),
+                )
+                .header("age", freshness.age.as_secs().to_string());
+            if matches {
+                return builder
+                    .status(StatusCode::NOT_MODIFIED)
+                    .body(Body::Empty)
+                    .map_err(|_| Problem::internal());
+            }
+            let mut body = serde_json::Map::new();
+            body.insert("kind".into(), kind.as_str().into());
+            body.insert("code".into(), code.into());
+            body.extend(fields);
+            body.insert("version".into(), loaded.snapshot.version.clone().into());
+            body.insert(
+                "asOf".into(),
+                loaded
+                    .snapshot
+                    .built_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                    .into(),
+            );
+            // Stale: the last revalidation failed, so the source may hold something newer.
+            body.insert("stale".into(), freshness.stale.into());
+            let body = serde_json::to_string(&body).map_err(|_| Problem::internal())?;
+            builder
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, "application/json")
+                .body(Body::Text(body))
+                .map_err(|_| Problem::internal())
+        })
     }
 }
 

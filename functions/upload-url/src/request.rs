@@ -13,31 +13,7 @@ pub(crate) use shared::request::RequestMeta;
 
 /// Parses a JSON body: `application/json`, at most 64 KiB, exactly the fields `T` names.
 pub(crate) fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, Problem> {
-    let content_type = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-        )
-        .detail("The request body must be application/json."));
-    }
-    let body: &[u8] = request.body().as_ref();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            "Request body too large",
-        )
-        .detail(format!(
-            "The request body is limited to {MAX_BODY_BYTES} bytes."
-        )));
-    }
+    let body = shared::request::json_bytes(request, MAX_BODY_BYTES)?;
     serde_json::from_slice(body).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,

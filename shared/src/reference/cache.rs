@@ -1,8 +1,13 @@
 //! The reference-data cache every reader shares: the current [`Snapshot`] behind an `ArcSwap`.
 //!
-//! - Readers never lock and never write shared memory: `ArcSwap::load` borrows the current
-//!   snapshot through a thread-local debt slot (no reference count touched in the common case), and
-//!   the "is a revalidation due?" check is one atomic load.
+//! - Readers never lock and never write shared memory. Each thread keeps its own `Arc` of the
+//!   snapshot it last read (a thread-local slot per cache) with the cache's generation then; a read
+//!   is one atomic load of the generation — a cache line every reader shares read-only, written
+//!   once per install — and, when it has not moved, a borrow of the thread's own `Arc`: no
+//!   reference count, no debt slot, no lock. Only the first read after an install takes the new
+//!   snapshot from the `ArcSwap`. The "is a revalidation due?" check is one atomic load too. The
+//!   trade: a thread holds the snapshot it last read until it reads again (on Lambda, a handful of
+//!   runtime threads: at most that many superseded snapshots stay alive a little longer).
 //! - At most once every `every` (one caller at a time), a request first revalidates with a
 //!   conditional GET (`If-None-Match` = the ETag of what it holds): 304 costs a round trip and no
 //!   parsing; a new snapshot is decoded, checked against its version and swapped in whole. So a warm
@@ -17,8 +22,9 @@
 use super::snapshot::Snapshot;
 use super::{ReferenceKind, ReferenceValue};
 use crate::store::StoreError;
-use arc_swap::{ArcSwapOption, Guard};
+use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,8 +66,29 @@ pub fn system_clock() -> Clock {
     Arc::new(|| chrono::Utc::now().timestamp_millis().max(0) as u64)
 }
 
+/// Caches a thread holds a snapshot of at once (a process has one; tests make many).
+const HELD_PER_THREAD: usize = 4;
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A thread's own reference to the snapshot it last read from one cache.
+struct Held {
+    cache: u64,
+    /// The cache's generation when `loaded` was taken (`None`: not taken yet).
+    generation: Option<u64>,
+    loaded: Option<Arc<Loaded>>,
+}
+
+thread_local! {
+    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+}
+
 pub struct ReferenceCache {
+    /// Tells this cache's slot apart in a thread's [`HELD`].
+    id: u64,
     current: ArcSwapOption<Loaded>,
+    /// Moves on every install, after the new snapshot is in `current`.
+    generation: AtomicU64,
     /// When the next revalidation is due (ms).
     next_check: AtomicU64,
     /// When the source last answered (ms; 0: never).
@@ -73,21 +100,6 @@ pub struct ReferenceCache {
     source: Arc<dyn SnapshotSource>,
     every: Duration,
     clock: Clock,
-}
-
-/// A borrowed view of the current snapshot: every lookup through one view sees the same snapshot.
-pub struct View {
-    guard: Guard<Option<Arc<Loaded>>>,
-}
-
-impl View {
-    pub fn loaded(&self) -> Option<&Loaded> {
-        self.guard.as_deref()
-    }
-
-    pub fn get(&self, kind: ReferenceKind, code: &str) -> Option<&ReferenceValue> {
-        self.loaded()?.snapshot.get(kind, code)
-    }
 }
 
 /// How fresh what the cache serves is.
@@ -116,7 +128,9 @@ impl ReferenceCache {
 
     pub fn with_clock(source: Arc<dyn SnapshotSource>, every: Duration, clock: Clock) -> Self {
         Self {
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             current: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
             next_check: AtomicU64::new(0),
             last_ok: AtomicU64::new(0),
             stale: AtomicBool::new(false),
@@ -127,11 +141,55 @@ impl ReferenceCache {
         }
     }
 
-    /// The current snapshot, lock-free.
-    pub fn view(&self) -> View {
-        View {
-            guard: self.current.load(),
+    /// Runs `f` on the current snapshot (`None` before one was loaded), lock-free: every lookup
+    /// inside one call sees the same snapshot. `f` borrows the calling thread's own reference
+    /// (see the module's notes); a read nested in `f` borrows through the `ArcSwap` instead.
+    pub fn read<R>(&self, f: impl FnOnce(Option<&Loaded>) -> R) -> R {
+        let mut f = Some(f);
+        let done = HELD.try_with(|held| {
+            let mut held = held.try_borrow_mut().ok()?;
+            let generation = self.generation.load(Ordering::Acquire);
+            let slot = match held.iter().position(|h| h.cache == self.id) {
+                Some(slot) => slot,
+                None => {
+                    if held.len() >= HELD_PER_THREAD {
+                        held.remove(0);
+                    }
+                    held.push(Held {
+                        cache: self.id,
+                        generation: None,
+                        loaded: None,
+                    });
+                    held.len() - 1
+                }
+            };
+            let mine = &mut held[slot];
+            if mine.generation != Some(generation) {
+                // Taken after the generation was read: at least as new as that generation's
+                // snapshot (install stores the snapshot, then moves the generation).
+                mine.loaded = self.current.load_full();
+                mine.generation = Some(generation);
+            }
+            f.take().map(|f| f(mine.loaded.as_deref()))
+        });
+        if let Ok(Some(answer)) = done {
+            return answer;
         }
+        let guard = self.current.load();
+        match f {
+            Some(f) => f(guard.as_deref()),
+            None => unreachable!("f is taken only to run it, and its answer was returned"),
+        }
+    }
+
+    /// The entry of `kind` and `code` in the current snapshot, copied out.
+    pub fn get(&self, kind: ReferenceKind, code: &str) -> Option<ReferenceValue> {
+        self.read(|loaded| loaded?.snapshot.get(kind, code).cloned())
+    }
+
+    /// Whether a snapshot has been loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.read(|loaded| loaded.is_some())
     }
 
     pub fn freshness(&self) -> Freshness {
@@ -145,6 +203,7 @@ impl ReferenceCache {
     /// Puts `loaded` in place (tests and benchmarks; requests go through [`Self::revalidate_if_due`]).
     pub fn install(&self, loaded: Loaded) {
         self.current.store(Some(Arc::new(loaded)));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Revalidates against the source if due and nobody else is at it; otherwise returns at once.
@@ -254,7 +313,7 @@ mod tests {
     }
 
     fn name(cache: &ReferenceCache) -> Option<String> {
-        match cache.view().get(ReferenceKind::DrugCode, "N02BE01")? {
+        match cache.get(ReferenceKind::DrugCode, "N02BE01")? {
             ReferenceValue::Drug(d) => Some(d.name.clone()),
             ReferenceValue::Site(_) => None,
         }
@@ -330,7 +389,7 @@ mod tests {
         let (clock, now) = manual_clock();
         let cache = ReferenceCache::with_clock(source.clone(), Duration::from_secs(60), clock);
         cache.revalidate_if_due().await;
-        assert!(cache.view().loaded().is_none());
+        assert!(!cache.is_loaded());
         source.publish("v1");
         now.fetch_add(RETRY_WITHOUT_SNAPSHOT.as_millis() as u64, Ordering::SeqCst);
         cache.revalidate_if_due().await;
@@ -338,9 +397,11 @@ mod tests {
     }
 
     /// Readers racing with swaps see one snapshot or the next, never a mix: every entry of snapshot
-    /// `vN` carries the name `vN`, and a reader's two lookups through one view must agree.
+    /// `vN` carries the name `vN`, and a reader's two lookups in one read must agree. And never an
+    /// old one: a read that begins after an install sees that snapshot or a newer one (each thread
+    /// holds its own reference, which must not outlive the generation it was taken at).
     #[test]
-    fn readers_racing_with_swaps_never_see_a_mix() {
+    fn readers_racing_with_swaps_never_see_a_mix_nor_an_older_snapshot() {
         let cache = Arc::new(ReferenceCache::new(
             Arc::new(Published::default()),
             Duration::from_secs(60),
@@ -350,38 +411,90 @@ mod tests {
             snapshot: snapshots[0].clone(),
             etag: "0".into(),
         });
+        let installed = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let readers: Vec<_> = (0..3)
             .map(|_| {
                 let cache = Arc::clone(&cache);
                 let stop = Arc::clone(&stop);
+                let installed = Arc::clone(&installed);
                 std::thread::spawn(move || {
                     let mut reads = 0u64;
                     while !stop.load(Ordering::Relaxed) {
-                        let view = cache.view();
-                        let drug = match view.get(ReferenceKind::DrugCode, "N02BE01") {
-                            Some(ReferenceValue::Drug(d)) => d.name.clone(),
-                            other => panic!("drug lookup: {other:?}"),
-                        };
-                        let site = match view.get(ReferenceKind::Site, "SITE-BOS-01") {
-                            Some(ReferenceValue::Site(s)) => s.name.clone(),
-                            other => panic!("site lookup: {other:?}"),
-                        };
-                        assert_eq!(drug, site, "one view, one snapshot");
+                        let floor = installed.load(Ordering::Acquire);
+                        let (round, drug, site) = cache.read(|loaded| {
+                            let loaded = loaded.expect("installed");
+                            let drug = match loaded.snapshot.get(ReferenceKind::DrugCode, "N02BE01")
+                            {
+                                Some(ReferenceValue::Drug(d)) => d.name.clone(),
+                                other => panic!("drug lookup: {other:?}"),
+                            };
+                            let site = match loaded.snapshot.get(ReferenceKind::Site, "SITE-BOS-01")
+                            {
+                                Some(ReferenceValue::Site(s)) => s.name.clone(),
+                                other => panic!("site lookup: {other:?}"),
+                            };
+                            (loaded.etag.parse::<u64>().unwrap(), drug, site)
+                        });
+                        assert_eq!(drug, site, "one read, one snapshot");
+                        assert_eq!(
+                            drug,
+                            format!("v{}", round % 50),
+                            "the snapshot of its round"
+                        );
+                        assert!(
+                            round >= floor,
+                            "read round {round} after {floor} was installed"
+                        );
                         reads += 1;
                     }
                     reads
                 })
             })
             .collect();
-        for round in 0..20_000 {
+        for round in 1..20_000u64 {
             cache.install(Loaded {
-                snapshot: snapshots[round % snapshots.len()].clone(),
+                snapshot: snapshots[round as usize % snapshots.len()].clone(),
                 etag: round.to_string(),
             });
+            installed.store(round, Ordering::Release);
         }
         stop.store(true, Ordering::Relaxed);
         let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
         assert!(reads > 0);
+    }
+
+    /// A read nested in another (of the same cache or another) borrows through the `ArcSwap` (the
+    /// current snapshot: the outer read's when nothing was installed between them); a thread
+    /// reading many caches keeps each one's own.
+    #[test]
+    fn nested_reads_and_many_caches_on_one_thread() {
+        let caches: Vec<ReferenceCache> = (0..HELD_PER_THREAD + 2)
+            .map(|i| {
+                let cache =
+                    ReferenceCache::new(Arc::new(Published::default()), Duration::from_secs(60));
+                cache.install(Loaded {
+                    snapshot: snapshot(&format!("c{i}")),
+                    etag: i.to_string(),
+                });
+                cache
+            })
+            .collect();
+        for _ in 0..3 {
+            for (i, cache) in caches.iter().enumerate() {
+                assert_eq!(name(cache), Some(format!("c{i}")));
+            }
+        }
+        let (outer, inner) = caches[0].read(|l| {
+            let inner = caches[0].read(|l| l.map(|l| l.etag.clone()));
+            (l.map(|l| l.etag.clone()), inner)
+        });
+        assert_eq!(outer, inner);
+        caches[1].install(Loaded {
+            snapshot: snapshot("c1-new"),
+            etag: "new".into(),
+        });
+        assert_eq!(name(&caches[1]).as_deref(), Some("c1-new"));
+        assert_eq!(name(&caches[0]).as_deref(), Some("c0"));
     }
 }

@@ -23,6 +23,11 @@ pub enum ReferenceKind {
 impl ReferenceKind {
     pub const ALL: [ReferenceKind; 2] = [Self::DrugCode, Self::Site];
 
+    /// The kind's place in [`Self::ALL`] (a snapshot keeps one map per kind in an array).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == raw)
     }
@@ -42,6 +47,15 @@ impl ReferenceKind {
         }
     }
 }
+
+// `index` is the declaration order: `ALL` must list the kinds in that order.
+const _: () = {
+    let mut i = 0;
+    while i < ReferenceKind::ALL.len() {
+        assert!(ReferenceKind::ALL[i].index() == i);
+        i += 1;
+    }
+};
 
 impl fmt::Display for ReferenceKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

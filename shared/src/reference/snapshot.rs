@@ -10,9 +10,10 @@
 use super::{ReferenceEntry, ReferenceKind, ReferenceValue};
 use chrono::{DateTime, SecondsFormat, Utc};
 use flate2::{read::GzDecoder, write::GzEncoder, Compression};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 const FORMAT: u32 = 1;
@@ -35,7 +36,11 @@ pub struct Snapshot {
     /// SHA-256 (hex) of the canonical entries.
     pub version: String,
     pub built_at: DateTime<Utc>,
-    entries: HashMap<ReferenceKind, HashMap<String, ReferenceValue>>,
+    /// One map per kind, at the kind's [`ReferenceKind::index`] (a lookup hashes the code only).
+    /// FxHash (rustc-hash), not SipHash: every metadata request and export looks codes up here,
+    /// and the keys are the snapshot's own (built from the reference table, never inserted from
+    /// a request), so SipHash's flooding resistance buys nothing on this path.
+    entries: [FxHashMap<String, ReferenceValue>; ReferenceKind::ALL.len()],
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,10 +87,11 @@ impl Snapshot {
         built_at: DateTime<Utc>,
         by_kind: BTreeMap<ReferenceKind, BTreeMap<String, ReferenceValue>>,
     ) -> Self {
-        let entries = by_kind
-            .into_iter()
-            .map(|(k, v)| (k, v.into_iter().collect()))
-            .collect();
+        let mut entries: [FxHashMap<String, ReferenceValue>; ReferenceKind::ALL.len()] =
+            Default::default();
+        for (kind, values) in by_kind {
+            entries[kind.index()] = values.into_iter().collect();
+        }
         Self {
             version,
             built_at,
@@ -94,19 +100,24 @@ impl Snapshot {
     }
 
     pub fn get(&self, kind: ReferenceKind, code: &str) -> Option<&ReferenceValue> {
-        self.entries.get(&kind)?.get(code)
+        self.entries[kind.index()].get(code)
     }
 
     pub fn count(&self, kind: ReferenceKind) -> usize {
-        self.entries.get(&kind).map_or(0, HashMap::len)
+        self.entries[kind.index()].len()
     }
 
     /// The gzip-compressed JSON form.
     pub fn encode(&self) -> Vec<u8> {
-        let entries: BTreeMap<ReferenceKind, BTreeMap<String, ReferenceValue>> = self
-            .entries
-            .iter()
-            .map(|(k, v)| (*k, v.iter().map(|(c, v)| (c.clone(), v.clone())).collect()))
+        let entries: BTreeMap<ReferenceKind, BTreeMap<String, ReferenceValue>> = ReferenceKind::ALL
+            .into_iter()
+            .map(|k| {
+                let values = &self.entries[k.index()];
+                (
+                    k,
+                    values.iter().map(|(c, v)| (c.clone(), v.clone())).collect(),
+                )
+            })
             .collect();
         let wire = Wire {
             format: FORMAT,

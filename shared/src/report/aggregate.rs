@@ -24,7 +24,7 @@ use crate::domain::SubjectId;
 use crate::problem::Problem;
 use crate::resilience::breaker::Breaker;
 use crate::resilience::deadline::Deadline;
-use chrono::{DateTime, Duration as Days, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 use std::future::Future;
 use std::sync::Arc;
@@ -202,7 +202,7 @@ impl Aggregator {
         G: FnOnce(Option<SubjectRecord>) -> F,
         F: Future<Output = Gate>,
     {
-        let since = diary_since(now.date_naive());
+        let since = risk::diary_since(now.date_naive());
         let subject = async {
             match self
                 .demographics
@@ -240,14 +240,6 @@ impl Aggregator {
             imaging,
         })
     }
-}
-
-/// The first day the diary rules look at (the ePRO call asks from its start).
-fn diary_since(today: NaiveDate) -> DateTime<Utc> {
-    (today - Days::days(risk::DIARY_DAYS))
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc())
-        .unwrap_or_default()
 }
 
 fn rfc3339<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

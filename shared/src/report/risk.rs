@@ -22,7 +22,7 @@
 use super::sources::{ImagingStatus, SourceName};
 use crate::clinical::epro::EproEntry;
 use crate::clinical::forms::{FormData, RangeFlag};
-use chrono::{Duration, NaiveDate};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,6 +44,15 @@ pub const HIGH_FROM: u32 = 50;
 /// Days the diary rules look back.
 pub const DIARY_DAYS: i64 = 14;
 
+/// The first instant the diary rules look at: midnight UTC, [`DIARY_DAYS`] before `today` (what a
+/// caller reads the diary from, so the report and the PDF export score the same entries).
+pub fn diary_since(today: NaiveDate) -> DateTime<Utc> {
+    (today - Duration::days(DIARY_DAYS))
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or_default()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Level {
@@ -53,6 +62,15 @@ pub enum Level {
 }
 
 impl Level {
+    /// The name on the wire (`LOW`, `MEDIUM`, `HIGH`), for what prints the level (the PDF export).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "LOW",
+            Self::Medium => "MEDIUM",
+            Self::High => "HIGH",
+        }
+    }
+
     pub fn of(score: u32) -> Self {
         if score >= HIGH_FROM {
             Self::High

@@ -83,22 +83,30 @@ impl Forms for DynamoForms {
 
     #[tracing::instrument(name = "forms.of_subject", skip_all)]
     async fn of_subject(&self, subject: &SubjectId) -> Result<Vec<Form>, StoreError> {
-        // At most one item per form OID: one page.
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("subjectId = :s")
-            .expression_attribute_values(":s", s(subject.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_failure("Query forms", e))?;
-        out.items
-            .unwrap_or_default()
-            .iter()
-            .map(form_from_item)
-            .collect()
+        // One item per form OID, but a Query page stops at 1 MB and four forms near their repeat
+        // limits can pass it: read every page, or a form would silently be missing.
+        let mut forms = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("subjectId = :s")
+                .expression_attribute_values(":s", s(subject.as_str()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_failure("Query forms", e))?;
+            for item in out.items.unwrap_or_default() {
+                forms.push(form_from_item(&item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(forms),
+            }
+        }
     }
 
     #[tracing::instrument(name = "forms.put", skip_all, fields(form = form.oid().as_str(), version = form.version))]

@@ -32,7 +32,7 @@ impl Encryption {
         }
     }
 
-    fn sdk(self) -> ServerSideEncryption {
+    pub(crate) fn sdk(self) -> ServerSideEncryption {
         match self {
             Self::S3Managed => ServerSideEncryption::Aes256,
             Self::Kms => ServerSideEncryption::AwsKms,

@@ -11,6 +11,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 
+/// Rounds of an outcome's conditional steps before it is handed back to its queue.
+const ROUNDS: usize = 4;
+
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -227,38 +230,75 @@ impl DynamoImagingSummary {
             EventKind::Quarantined => "QUARANTINED",
             EventKind::Failed => "FAILED",
         };
-        // The usual order: PROCESSING → final, pending -1.
-        if self
-            .transact(vec![
-                self.marker_move(e, PROCESSING, state)?,
-                self.summary_update(e, -1, true, false)?,
-            ])
-            .await?
-        {
-            return Ok(Applied::Counted);
-        }
-        // The outcome arrived first (or alone): count it, without pending.
-        if self
-            .transact(vec![
-                self.marker_put(e, state)?,
-                self.summary_update(e, 0, true, false)?,
-            ])
-            .await?
-        {
-            return Ok(Applied::Counted);
-        }
-        // A failed upload reprocessed to an outcome: failed -1, the outcome counted.
-        if e.kind != EventKind::Failed
-            && self
+        // Three conditional steps, each a transaction; a concurrent event of the same upload (its
+        // PROCESSING, handled by another invocation) may land between two of them, so when none
+        // applied the marker is read: still movable → another round; already final → a redelivery.
+        for _ in 0..ROUNDS {
+            // The usual order: PROCESSING → final, pending -1.
+            if self
                 .transact(vec![
-                    self.marker_move(e, FAILED, state)?,
-                    self.summary_update(e, 0, true, true)?,
+                    self.marker_move(e, PROCESSING, state)?,
+                    self.summary_update(e, -1, true, false)?,
                 ])
                 .await?
-        {
-            return Ok(Applied::Counted);
+            {
+                return Ok(Applied::Counted);
+            }
+            // The outcome arrived first (or alone): count it, without pending.
+            if self
+                .transact(vec![
+                    self.marker_put(e, state)?,
+                    self.summary_update(e, 0, true, false)?,
+                ])
+                .await?
+            {
+                return Ok(Applied::Counted);
+            }
+            // A failed upload reprocessed to an outcome: failed -1, the outcome counted.
+            if e.kind != EventKind::Failed
+                && self
+                    .transact(vec![
+                        self.marker_move(e, FAILED, state)?,
+                        self.summary_update(e, 0, true, true)?,
+                    ])
+                    .await?
+            {
+                return Ok(Applied::Counted);
+            }
+            match self.marker_state(e).await?.as_deref() {
+                None | Some(PROCESSING) => continue,
+                Some(FAILED) if e.kind != EventKind::Failed => continue,
+                Some(seen) => {
+                    if seen != state {
+                        // Not a redelivery of this outcome: the summary counted another one.
+                        tracing::warn!(upload = %e.upload_id, counted = seen, event = state, "an outcome other than the one counted: not applied");
+                    }
+                    return Ok(Applied::AlreadyApplied);
+                }
+            }
         }
-        Ok(Applied::AlreadyApplied)
+        // Never dropped: the message returns to its queue and is applied later.
+        Err(StoreError::Conflict(format!(
+            "the summary marker of {} kept moving",
+            e.upload_id
+        )))
+    }
+
+    /// The step the summary has seen of the event's upload (its marker's state), read consistently.
+    async fn marker_state(&self, e: &ImagingEvent) -> Result<Option<String>, StoreError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::marker_key(e)))
+            .consistent_read(true)
+            .projection_expression("#state")
+            .expression_attribute_names("#state", "state")
+            .send()
+            .await
+            .map_err(|e| sdk_failure("GetItem imaging summary marker", e))?
+            .item;
+        Ok(item.and_then(|i| i.get("state").and_then(|v| v.as_s().ok()).cloned()))
     }
 
     /// The summary of one subject, as JSON (the subject report will read it through here).

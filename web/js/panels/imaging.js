@@ -34,6 +34,29 @@ export const imagingPanel = {
     return h('section', { class: 'card', id: 'imaging-panel', 'aria-labelledby': 'imaging-h' }, h('h2', { id: 'imaging-h' }, 'Imaging'), box);
   },
   async refresh(ctx) {
-    try { draw(await api('GET', `/v1/subjects/${encodeURIComponent(ctx.subjectId)}/imaging`)); } catch (err) { box.replaceChildren(problemElement(err)); }
+    clearTimeout(again);
+    tries = 0;
+    await poll(ctx, box);
   },
 };
+
+// The summary is kept by its own consumer, a moment behind the upload's record: while it still
+// counts uploads in progress, or fewer images than the studies list, it is read again (every 2 s,
+// for a minute at most), so the page settles on what the pipeline settled on.
+let again = null;
+let tries = 0;
+async function poll(ctx, target) {
+  let imaging;
+  try {
+    imaging = await api('GET', `/v1/subjects/${encodeURIComponent(ctx.subjectId)}/imaging`);
+  } catch (err) {
+    if (target === box) box.replaceChildren(problemElement(err));
+    return;
+  }
+  // Another subject opened meanwhile: its panel is not this one's to draw.
+  if (target !== box) return;
+  draw(imaging);
+  const listed = imaging.studies.reduce((n, st) => n + st.instanceCount, 0);
+  const behind = imaging.summary.pending > 0 || imaging.summary.instances < listed;
+  if (behind && ++tries <= 30 && box.isConnected) again = setTimeout(() => poll(ctx, target), 2000);
+}
