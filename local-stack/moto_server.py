@@ -15,6 +15,12 @@ What this adds to moto, each because real AWS behaves so and moto does not:
   naming a table never matches); a Query or Scan of an index against `table/T/index/I`;
   TransactWriteItems / TransactGetItems per item, as the item's own action (PutItem, UpdateItem,
   DeleteItem, ConditionCheckItem, GetItem) on its table — there is no IAM action for a transaction.
+- DynamoDB's TransactWriteItems is idempotent by its ClientRequestToken (which the SDKs fill in
+  once per call and keep across their retries): the same token with the same request within 10
+  minutes answers as the first call did without writing again, with another request
+  IdempotentParameterMismatchException. moto ignores the token, so a transaction retried after
+  its answer was lost (tests/support/fault_proxy.rs) would meet its own writes and be cancelled,
+  where DynamoDB answers success.
 - DynamoDB requests are serialised: moto's TransactWriteItems checks its conditions and then writes
   without a lock, so two concurrent transactions on one item could both pass their conditions; real
   DynamoDB isolates them (serializable for transactional writes).
@@ -46,6 +52,7 @@ import json
 import os
 import sys
 import threading
+import time
 from urllib.parse import parse_qs, urlparse
 
 os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
@@ -118,9 +125,52 @@ _dynamodb_lock = threading.Lock()
 _original_dynamo_call = DynamoHandler.call_action
 
 
+# ClientRequestToken -> (expiry on the monotonic clock, the request without its token, the answer).
+_transaction_tokens = {}
+TOKEN_LIFETIME_SECONDS = 600
+
+
+def _token_of(self):
+    """The TransactWriteItems call's token and its request without it, or None."""
+    if self._get_action() != "TransactWriteItems":
+        return None
+    try:
+        body = self.body if isinstance(self.body, dict) else json.loads(self.body or "{}")
+    except ValueError:
+        return None
+    token = body.get("ClientRequestToken")
+    if not token:
+        return None
+    request = {k: v for k, v in body.items() if k != "ClientRequestToken"}
+    return token, json.dumps(request, sort_keys=True)
+
+
 def _dynamo_call_action(self):
     with _dynamodb_lock:
-        return _original_dynamo_call(self)
+        tokened = _token_of(self)
+        now = time.monotonic()
+        if tokened:
+            for old in [t for t, (expiry, _, _) in _transaction_tokens.items() if expiry < now]:
+                del _transaction_tokens[old]
+            seen = _transaction_tokens.get(tokened[0])
+            if seen is not None:
+                _, request, (status, headers, body) = seen
+                if request == tokened[1]:
+                    return status, dict(headers), body
+                return (
+                    400,
+                    {"Content-Type": "application/x-amz-json-1.0"},
+                    json.dumps(
+                        {
+                            "__type": "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                            "message": "The request uses the same client token as a previous, but non-identical request.",
+                        }
+                    ),
+                )
+        status, headers, body = _original_dynamo_call(self)
+        if tokened and int(status) == 200:
+            _transaction_tokens[tokened[0]] = (now + TOKEN_LIFETIME_SECONDS, tokened[1], (status, dict(headers), body))
+        return status, headers, body
 
 
 def _table_arn(self, table, index=None):

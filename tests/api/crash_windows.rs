@@ -1,7 +1,7 @@
 //! The processor's crash windows: each test fails a call at a named point (a wrapped port), then
 //! delivers the message again and checks the end state.
 
-use clinflow_tests::faults::{FaultyObjects, FaultyUploads, Trip};
+use clinflow_tests::faults::{FaultyIdempotency, FaultyObjects, FaultyUploads, Trip};
 use clinflow_tests::*;
 use process_dicom::Processor;
 use serde_json::{json, Value};
@@ -96,6 +96,37 @@ async fn a_retry_after_the_index_write_is_not_a_duplicate_of_itself() {
         .collect();
     assert_eq!(processed.len(), 1, "{events:?}");
     assert_eq!(processed[0]["instance"], "new");
+}
+
+/// The outcome recorded, then the claim's completion fails (found by the lost-answer faults): the
+/// claim is freed, so the redelivery concludes at once instead of finding the version "being
+/// processed" until the failed attempt's deadline (~10 minutes).
+#[tokio::test]
+async fn a_failed_completion_frees_the_claim_for_the_next_delivery() {
+    let app = spawn_app().await;
+    let file = synthetic_dicom(12, 2048, 6);
+    let (id, _, notification) = staged(&app, &file).await;
+    let failing = app.processor_with(&[], |mut ports| {
+        ports.idempotency = Arc::new(FaultyIdempotency {
+            fail_complete: Trip::times(1),
+            ..FaultyIdempotency::new(ports.idempotency)
+        });
+        ports
+    });
+    assert_eq!(deliver(&failing, &[&notification]).await, 1);
+    assert_eq!(record(&app, &id).await["status"], "PROCESSED");
+    // The next delivery is not refused as busy: it completes the claim.
+    assert_eq!(
+        deliver(&app.processor_with(&[], |p| p), &[&notification]).await,
+        0
+    );
+    // And the one after that finds it done.
+    assert_eq!(
+        deliver(&app.processor_with(&[], |p| p), &[&notification]).await,
+        0
+    );
+    assert_eq!(record(&app, &id).await["status"], "PROCESSED");
+    assert_eq!(app.item_count("InstancesTable").await, 1);
 }
 
 #[tokio::test]

@@ -557,3 +557,83 @@ async fn a_dead_letter_whose_upload_is_being_processed_waits() {
         .unwrap()
         .ends_with("last error: dependency: injected"));
 }
+
+/// imaging-summary: an event it could not apply comes back after its own backoff (5 s doubling
+/// per receive, jittered), set with ChangeMessageVisibility under its own role, not after the
+/// queue's 180 s visibility timeout; a malformed one comes back at once, on its way to the DLQ.
+#[tokio::test]
+async fn an_imaging_event_that_failed_comes_back_after_its_backoff_not_the_visibility_timeout() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let app = spawn_app().await;
+    let queue = app.stack.queue("ImagingEventsQueue").unwrap().url.clone();
+    let sqs = &app.stack.clients.sqs;
+    let info = app
+        .stack
+        .functions
+        .values()
+        .find(|f| f.binary == "imaging-summary")
+        .expect("imaging-summary in the template");
+    let mut env: std::collections::HashMap<String, String> =
+        info.environment.clone().into_iter().collect();
+    // A table its role may not write: every update fails (403), as in an outage.
+    env.insert("IMAGING_SUMMARY_TABLE".into(), "no-such-table".into());
+    let clients = app.stack.function_clients("ImagingSummaryFunction").await;
+    let summarizer = imaging_summary::Summarizer::from_env(&env, &clients).unwrap();
+    let good = json!({
+        "eventId": "u9:upload.processing", "type": "upload.processing", "uploadId": "u9",
+        "subjectId": "SUBJ-0001", "trialId": "CLIN-DEMO-01", "siteId": "SITE-BOS-01",
+        "correlationId": "c", "at": "2026-11-27T10:00:00Z"})
+    .to_string();
+    for (body, most_seconds) in [(good, 5.0), ("not an event".to_owned(), 0.0)] {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(&body)
+            .send()
+            .await
+            .unwrap();
+        let receive = || {
+            sqs.receive_message()
+                .queue_url(&queue)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .wait_time_seconds(1)
+                .send()
+        };
+        let message = loop {
+            if let Some(m) = receive().await.unwrap().messages.and_then(|mut m| m.pop()) {
+                break m;
+            }
+        };
+        let record = json!({
+            "messageId": message.message_id(), "receiptHandle": message.receipt_handle(),
+            "body": message.body(), "eventSource": "aws:sqs",
+            "attributes": {"ApproximateReceiveCount": "1"}});
+        let mut context = lambda_runtime::Context::default();
+        context.deadline = chrono::Utc::now().timestamp_millis() as u64 + 30_000;
+        let event = lambda_runtime::LambdaEvent::new(
+            serde_json::from_value(json!({ "Records": [record] })).unwrap(),
+            context,
+        );
+        let failed = Instant::now();
+        let response = summarizer.handle(event).await.unwrap();
+        assert_eq!(response.batch_item_failures.len(), 1, "{body}");
+        // Back within its delay (plus the emulator's receive wait), far from 180 s.
+        let again = loop {
+            if let Some(m) = receive().await.unwrap().messages.and_then(|mut m| m.pop()) {
+                break m;
+            }
+            assert!(
+                failed.elapsed() < Duration::from_secs(30),
+                "{body}: not back within 30 s"
+            );
+        };
+        assert_eq!(again.body(), Some(body.as_str()));
+        let back = failed.elapsed().as_secs_f64();
+        assert!(back <= most_seconds + 2.5, "{body}: back after {back:.1} s");
+        sqs.delete_message()
+            .queue_url(&queue)
+            .receipt_handle(again.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+}

@@ -1,9 +1,10 @@
-//! AWS failing as it does — throttling, server errors, connections closed without an answer, each
-//! before the call reaches the emulator — injected by a proxy between every function and the
-//! emulator (`fault_proxy`), while a client uploads clean, infected and non-DICOM files at once.
-//! Nothing is lost: every upload ends with the outcome its bytes call for, and S3, the records, the
-//! index and the summary reconcile. (The faults stop for the final reconciliation, so the summary's
-//! last events may be applied without them.)
+//! AWS failing as it does — throttling, server errors, connections closed without an answer before
+//! the call reaches the emulator, and answers lost after it executed the call (a committed write
+//! the SDK sends again) — injected by a proxy between every function and the emulator
+//! (`fault_proxy`), while a client uploads clean, infected and non-DICOM files at once. Nothing is
+//! lost: every upload ends with the outcome its bytes call for, and S3, the records, the index and
+//! the summary reconcile. (The faults stop for the final reconciliation, so the summary's last
+//! events may be applied without them.)
 
 use clinflow_tests::fault_proxy::{FaultPlan, FaultProxy};
 use clinflow_tests::*;
@@ -30,7 +31,8 @@ async fn upload(app: &TestApp, bytes: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn uploads_through_throttling_server_errors_and_resets_lose_nothing_and_reconcile() {
+async fn uploads_through_throttling_server_errors_resets_and_lost_answers_lose_nothing_and_reconcile(
+) {
     let proxy = FaultProxy::start(
         &endpoint(),
         FaultPlan {
@@ -38,6 +40,8 @@ async fn uploads_through_throttling_server_errors_and_resets_lose_nothing_and_re
             throttle_per_mille: 40,
             server_error_per_mille: 25,
             reset_per_mille: 15,
+            lost_answer_per_mille: 20,
+            ..FaultPlan::default()
         },
     )
     .await;
@@ -70,8 +74,9 @@ async fn uploads_through_throttling_server_errors_and_resets_lose_nothing_and_re
     }
     let took = started.elapsed();
     // The summary's consumer may still be applying the last outcomes: wait for its counts. An
-    // event whose update failed all its SDK attempts returns after the queue's visibility timeout
-    // (180 s in template.yaml), so the wait is longer than that.
+    // event whose update failed all its SDK attempts returns after imaging-summary's backoff (5 s
+    // doubling per receive), or after the queue's 180 s visibility timeout if even setting that
+    // failed, so the wait is longer than that.
     let deadline = Instant::now() + Duration::from_secs(200);
     proxy.enabled.store(false, Ordering::SeqCst);
     let reconciled = loop {
@@ -99,6 +104,7 @@ async fn uploads_through_throttling_server_errors_and_resets_lose_nothing_and_re
     assert!(proxy.stats.throttled.load(Ordering::SeqCst) > 0);
     assert!(proxy.stats.server_errors.load(Ordering::SeqCst) > 0);
     assert!(proxy.stats.resets.load(Ordering::SeqCst) > 0);
+    assert!(proxy.stats.lost_answers.load(Ordering::SeqCst) > 0);
     // The reconciliation has teeth: an accepted object altered, another deleted, and a summary
     // counter moved are each found and named.
     let (lost_id, lost) = reconciled
@@ -161,4 +167,292 @@ async fn uploads_through_throttling_server_errors_and_resets_lose_nothing_and_re
         "{:#?}",
         after.problems
     );
+}
+
+/// A client's call retried as a phone or a browser retries it: on 5xx, a dropped connection and
+/// 429 (after its `Retry-After`, capped), the same request each time (the same `Idempotency-Key`,
+/// the same `If-Match`). The first answer that is none of those.
+async fn retried(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> Reply {
+    let mut pause = Duration::from_millis(100);
+    for _ in 0..12 {
+        let mut request = app
+            .http
+            .request(method.clone(), app.url(path))
+            .bearer_auth(token);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        if let Ok(response) = request.send().await {
+            let reply = checked_reply(method.as_str(), path, response).await;
+            if reply.status < 500 && reply.status != 429 {
+                return reply;
+            }
+            if let Some(after) = reply
+                .headers
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            {
+                pause = pause.max(Duration::from_secs(after.min(2)));
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+    panic!("{method} {path}: no answer after 12 tries");
+}
+
+/// Enrolments, forms and diary entries written while AWS fails under the clinical function —
+/// including answers lost after the write was committed, which the SDK then sends again — and
+/// each request retried by its client, some twice over: every subject enrolled once, every form
+/// stored at its version, every diary entry stored once under its key, and the audit trail holding
+/// exactly one entry per change (a retried committed write is neither refused nor written twice).
+#[tokio::test]
+async fn clinical_writes_retried_through_lost_answers_are_stored_and_audited_once() {
+    let proxy = FaultProxy::start(
+        &endpoint(),
+        FaultPlan {
+            seed: 0xC11_0013,
+            throttle_per_mille: 30,
+            server_error_per_mille: 20,
+            reset_per_mille: 10,
+            lost_answer_per_mille: 60,
+            ..FaultPlan::default()
+        },
+    )
+    .await;
+    let app = spawn_pipeline_through(
+        &proxy.endpoint,
+        &[
+            ("EproRateLimitPerSecond", "50"),
+            ("EproRateLimitBurst", "100"),
+        ],
+    )
+    .await;
+    let staff = app.token("site_staff", &[BOS]);
+    const SUBJECTS: usize = 6;
+    const ENTRIES: usize = 5;
+    let subjects = futures::future::join_all((0..SUBJECTS).map(|i| {
+        let (app, staff) = (&app, &staff);
+        async move {
+            let key = format!("LOST-{i:03}");
+            let body = enrolment(TRIAL, BOS, &key);
+            let first = retried(
+                app,
+                reqwest::Method::POST,
+                "/v1/subjects",
+                staff,
+                &[],
+                Some(&body),
+            )
+            .await;
+            // 201, or 200 when an earlier attempt of this client had enrolled it.
+            assert!(
+                matches!(first.status, 200 | 201),
+                "{}: {}",
+                first.status,
+                first.body
+            );
+            let id = first.body["subjectId"].as_str().unwrap().to_owned();
+            // A double click: the same subject.
+            let again = retried(
+                app,
+                reqwest::Method::POST,
+                "/v1/subjects",
+                staff,
+                &[],
+                Some(&body),
+            )
+            .await;
+            assert_eq!(again.status, 200, "{}", again.body);
+            assert_eq!(again.body["subjectId"], id.as_str());
+            // A vital-signs form, created once (If-None-Match: *).
+            let form = vital_signs(120 + i as i64, 80);
+            let path = format!("/v1/subjects/{id}/forms/VS");
+            let created = retried(
+                app,
+                reqwest::Method::PUT,
+                &path,
+                staff,
+                &[("if-none-match", "*")],
+                Some(&form),
+            )
+            .await;
+            // 412 only if an earlier attempt of this request had stored it: then it is ours.
+            assert!(
+                matches!(created.status, 201 | 412),
+                "{}: {}",
+                created.status,
+                created.body
+            );
+            let stored = retried(app, reqwest::Method::GET, &path, staff, &[], None).await;
+            assert_eq!(stored.status, 200, "{}", stored.body);
+            assert_eq!(stored.headers["etag"], "\"1\"");
+            assert_eq!(
+                stored.body["itemGroups"][0]["items"]["SYSBP"],
+                120 + i as i64
+            );
+            // The patient's diary: each entry under its own key, then every one sent again.
+            let patient = app.patient_token(&id);
+            let epro = format!("/v1/subjects/{id}/epro");
+            let mut answers = Vec::new();
+            for e in 0..ENTRIES {
+                let key = format!("{id}-entry-{e}");
+                let entry = diary_entry(e as i64 + 1, e as i64);
+                let r = retried(
+                    app,
+                    reqwest::Method::POST,
+                    &epro,
+                    &patient,
+                    &[("idempotency-key", &key)],
+                    Some(&entry),
+                )
+                .await;
+                assert_eq!(r.status, 201, "{}", r.body);
+                answers.push((key, entry, r.body));
+            }
+            for (key, entry, first) in &answers {
+                let r = retried(
+                    app,
+                    reqwest::Method::POST,
+                    &epro,
+                    &patient,
+                    &[("idempotency-key", key)],
+                    Some(entry),
+                )
+                .await;
+                assert_eq!(r.status, 201, "{}", r.body);
+                assert_eq!(&r.body, first, "the first answer again");
+            }
+            id
+        }
+    }))
+    .await;
+    proxy.enabled.store(false, Ordering::SeqCst);
+    println!("clinical writes under faults: {}", proxy.stats.summary());
+    assert!(proxy.stats.lost_answers.load(Ordering::SeqCst) > 0);
+    // One subject per key, nothing else enrolled at the site by this test.
+    let listed = app
+        .get(&format!("/v1/subjects?siteId={BOS}&limit=100"), &staff)
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let keys: Vec<String> = listed.body["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["subjectKey"].as_str())
+        .filter(|k| k.starts_with("LOST-"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(keys.len(), SUBJECTS, "{keys:?}");
+    for id in &subjects {
+        let diary = app.get(&format!("/v1/subjects/{id}/epro"), &staff).await;
+        assert_eq!(
+            diary.body["entries"].as_array().unwrap().len(),
+            ENTRIES,
+            "{id}"
+        );
+        let mut changes = app.subject_changes(id).await;
+        changes.sort();
+        let mut expected = vec!["subject.enrol".to_owned(), "form.create".to_owned()];
+        expected.extend((0..ENTRIES).map(|_| "epro.submit".to_owned()));
+        expected.sort();
+        assert_eq!(changes, expected, "{id}: one audit entry per change");
+    }
+}
+
+/// Every DynamoDB write's first answer lost after the emulator executed it, deterministically: the
+/// SDK's retry (the same request) meets the write already done. Each is recognised as its own —
+/// the enrolment and the form creation answer 201 (not "already enrolled" 200, nor 412 for the
+/// client's own form), an audited read answers 200 with one audit entry (not 500), the diary
+/// entry 201, and an upload's processing claim is its own (not "being processed" until its
+/// deadline): the upload ends PROCESSED in seconds. Each of these failed before its fix
+/// (DynamoDB's ClientRequestToken in the local emulator, the audit append, the claim).
+#[tokio::test]
+async fn every_committed_write_whose_answer_was_lost_is_recognised_when_retried() {
+    let proxy = FaultProxy::start(
+        &endpoint(),
+        FaultPlan {
+            lose_first_answer_of: &[
+                "DynamoDB_20120810.PutItem",
+                "DynamoDB_20120810.UpdateItem",
+                "DynamoDB_20120810.TransactWriteItems",
+            ],
+            ..FaultPlan::default()
+        },
+    )
+    .await;
+    let app = spawn_pipeline_through(
+        &proxy.endpoint,
+        &[
+            ("EproRateLimitPerSecond", "50"),
+            ("EproRateLimitBurst", "100"),
+        ],
+    )
+    .await;
+    let staff = app.token("site_staff", &[BOS]);
+    let enrolled = app
+        .enrol(&staff, &enrolment(TRIAL, BOS, "LOST-FIRST"))
+        .await;
+    assert_eq!(enrolled.status, 201, "{}", enrolled.body);
+    let id = enrolled.body["subjectId"].as_str().unwrap().to_owned();
+    let form = app
+        .put_form(&staff, &id, "VS", None, &vital_signs(131, 86))
+        .await;
+    assert_eq!(form.status, 201, "{}", form.body);
+    let read = app
+        .get(&format!("/v1/subjects/{id}/forms/VS"), &staff)
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let patient = app.patient_token(&id);
+    let entry = app
+        .post_epro(&patient, &id, "lost-first-1", &diary_entry(2, 5))
+        .await;
+    assert_eq!(entry.status, 201, "{}", entry.body);
+    let bytes = synthetic_dicom(4242, 4096, 42);
+    let created = app.upload(&declaration("SUBJ-0001", &bytes), &bytes).await;
+    let upload_id = created["uploadId"].as_str().unwrap();
+    let record = app
+        .wait_status(upload_id, &["PROCESSED", "QUARANTINED", "FAILED"], 60)
+        .await;
+    assert_eq!(record["status"], "PROCESSED", "{record}");
+    // The summary's writes lost their first answers too: it still counts the upload once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reconciled = loop {
+        let r = app.reconcile("SUBJ-0001").await;
+        if r.problems.is_empty() || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(reconciled.problems.is_empty(), "{:#?}", reconciled.problems);
+    assert_eq!(reconciled.processed, 1);
+    proxy.enabled.store(false, Ordering::SeqCst);
+    println!("first answers lost: {}", proxy.stats.summary());
+    assert!(proxy.stats.lost_answers.load(Ordering::SeqCst) >= 6);
+    // One audit entry per change, and one for the read.
+    let mut changes = app.subject_changes(&id).await;
+    changes.sort();
+    assert_eq!(changes, ["epro.submit", "form.create", "subject.enrol"]);
+    let reads = app
+        .subject_audit(&id)
+        .await
+        .iter()
+        .filter(|i| {
+            i.get("action")
+                .and_then(|a| a.as_s().ok())
+                .map(String::as_str)
+                == Some("read.form.VS")
+        })
+        .count();
+    assert_eq!(reads, 1, "one audited read");
 }

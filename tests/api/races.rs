@@ -56,6 +56,67 @@ async fn concurrent_conditional_transactions_on_one_item_apply_once() {
     }
 }
 
+/// Real DynamoDB: TransactWriteItems is idempotent by its ClientRequestToken for 10 minutes (the
+/// SDK fills one in per call and keeps it across its retries), so a transaction retried after its
+/// answer was lost is answered as the first and writes nothing more; the same token with another
+/// request is refused. moto ignores the token; the local stack's moto honours it.
+#[tokio::test]
+async fn a_transaction_sent_again_with_its_token_is_answered_as_before_and_writes_once() {
+    let app = spawn_app().await;
+    let table = app.table("UploadsTable");
+    let db = app.stack.clients.dynamodb.clone();
+    let add = |by: &str| {
+        let update = Update::builder()
+            .table_name(&table)
+            .key("uploadId", AttributeValue::S("token-retry".into()))
+            .condition_expression("attribute_not_exists(#n) OR #n < :ten")
+            .update_expression("ADD #n :by")
+            .expression_attribute_names("#n", "count")
+            .expression_attribute_values(":by", AttributeValue::N(by.into()))
+            .expression_attribute_values(":ten", AttributeValue::N("10".into()))
+            .build()
+            .unwrap();
+        TransactWriteItem::builder().update(update).build()
+    };
+    let send = |item: TransactWriteItem, token: &str| {
+        db.transact_write_items()
+            .transact_items(item)
+            .client_request_token(token)
+            .send()
+    };
+    let count = || async {
+        let item = db
+            .get_item()
+            .table_name(&table)
+            .key("uploadId", AttributeValue::S("token-retry".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        item["count"].as_n().unwrap().clone()
+    };
+    send(add("1"), "token-a").await.unwrap();
+    assert_eq!(count().await, "1");
+    // The same call again (a retry after a lost answer): success, nothing written.
+    send(add("1"), "token-a").await.unwrap();
+    send(add("1"), "token-a").await.unwrap();
+    assert_eq!(count().await, "1");
+    // The same token with another request is refused, and writes nothing.
+    let mismatch = send(add("5"), "token-a").await.unwrap_err();
+    assert!(
+        mismatch
+            .as_service_error()
+            .is_some_and(|e| e.is_idempotent_parameter_mismatch_exception()),
+        "{mismatch:?}"
+    );
+    assert_eq!(count().await, "1");
+    // A new token is a new call.
+    send(add("1"), "token-b").await.unwrap();
+    assert_eq!(count().await, "2");
+}
+
 /// Uploads polled from the moment their PUT returns, many at once: every one reaches its terminal
 /// state promptly (a refused write left to the visibility timeout would take 90 minutes), and the
 /// reads left no trace in the audit trail.

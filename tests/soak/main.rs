@@ -69,6 +69,8 @@ async fn hundreds_of_uploads_under_faults_and_readers_all_end_and_reconcile() {
             throttle_per_mille: 20,
             server_error_per_mille: 10,
             reset_per_mille: 5,
+            lost_answer_per_mille: 5,
+            ..FaultPlan::default()
         },
     )
     .await;

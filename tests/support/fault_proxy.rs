@@ -2,10 +2,13 @@
 //! every SDK call a function makes goes through it, and a seeded share of them fail as AWS fails —
 //! throttled (503 `SlowDown` for S3's XML, 400 `ThrottlingException` for the JSON protocols of
 //! DynamoDB, SQS and Secrets Manager), a server error (500 `InternalError`), or the connection
-//! closed without an answer (what a reset looks like to a client). A failed call never reaches the
-//! emulator, so it is one a client may always retry; the SDK's standard retry (backoff with jitter,
-//! three attempts) and the functions' own redelivery must carry the work through. Not modelled: a
-//! call that was executed and whose answer was lost (a committed write retried).
+//! closed without an answer (what a reset looks like to a client) — each before the call reaches
+//! the emulator — and the **lost answer**: the call is executed by the emulator, then the
+//! connection is closed before its answer (a committed write the client cannot tell from a failed
+//! one, so the SDK's retry sends it again: a conditional create meets its own item, a queue gets
+//! the message twice). The SDK's standard retry (backoff with jitter, three attempts) and the
+//! functions' own redelivery must carry the work through, and a retried committed write must be
+//! recognised, never counted twice nor answered as a failure.
 //!
 //! Requests signed in their query string (the presigned URLs a browser uses: no `Authorization`
 //! header) are forwarded untouched: they are the client's calls, not the functions'.
@@ -19,12 +22,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// How often each fault strikes, per thousand of the functions' calls.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct FaultPlan {
     pub seed: u64,
     pub throttle_per_mille: u64,
     pub server_error_per_mille: u64,
     pub reset_per_mille: u64,
+    /// Executed by the emulator, then the answer dropped (the connection closed).
+    pub lost_answer_per_mille: u64,
+    /// Calls of these operations (`x-amz-target`, e.g. `DynamoDB_20120810.PutItem`) lose the
+    /// answer of their first attempt, always: the emulator executes it, the SDK's retry (the same
+    /// request again) gets its answer. Deterministic, for the tests that every committed write
+    /// retried is recognised.
+    pub lose_first_answer_of: &'static [&'static str],
 }
 
 /// What the proxy did.
@@ -34,6 +44,7 @@ pub struct FaultStats {
     pub throttled: AtomicU64,
     pub server_errors: AtomicU64,
     pub resets: AtomicU64,
+    pub lost_answers: AtomicU64,
     /// Query-signed (presigned) requests, forwarded without faults.
     pub presigned: AtomicU64,
 }
@@ -43,15 +54,17 @@ impl FaultStats {
         self.throttled.load(Ordering::SeqCst)
             + self.server_errors.load(Ordering::SeqCst)
             + self.resets.load(Ordering::SeqCst)
+            + self.lost_answers.load(Ordering::SeqCst)
     }
 
     pub fn summary(&self) -> String {
         format!(
-            "{} calls forwarded; injected {} throttles, {} server errors, {} resets; {} presigned requests passed",
+            "{} calls forwarded; injected {} throttles, {} server errors, {} resets, {} lost answers (executed); {} presigned requests passed",
             self.forwarded.load(Ordering::SeqCst),
             self.throttled.load(Ordering::SeqCst),
             self.server_errors.load(Ordering::SeqCst),
             self.resets.load(Ordering::SeqCst),
+            self.lost_answers.load(Ordering::SeqCst),
             self.presigned.load(Ordering::SeqCst),
         )
     }
@@ -75,6 +88,7 @@ enum Fault {
     Throttle,
     ServerError,
     Reset,
+    LostAnswer,
 }
 
 /// splitmix64 over the call's sequence number: the same seed strikes the same share of calls, and
@@ -100,6 +114,10 @@ impl FaultPlan {
         edge += self.reset_per_mille;
         if roll < edge {
             return Some(Fault::Reset);
+        }
+        edge += self.lost_answer_per_mille;
+        if roll < edge {
+            return Some(Fault::LostAnswer);
         }
         None
     }
@@ -186,6 +204,7 @@ impl FaultProxy {
             stats: Arc::clone(&stats),
             enabled: Arc::clone(&enabled),
             sequence: AtomicU64::new(0),
+            seen: Default::default(),
         });
         let task = tokio::spawn(async move {
             loop {
@@ -240,6 +259,8 @@ struct Forwarder {
     enabled: Arc<AtomicBool>,
     /// The functions' calls so far: the number the plan draws on.
     sequence: AtomicU64,
+    /// The requests of `lose_first_answer_of` seen (a hash of operation and body).
+    seen: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Forwarder {
@@ -247,24 +268,55 @@ impl Forwarder {
         let (parts, body) = request.into_parts();
         let body = body.collect().await.map_err(closed)?.to_bytes();
         let signed_call = parts.headers.contains_key("authorization");
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok());
+        let mut lose_the_answer = false;
+        if signed_call
+            && self.enabled.load(Ordering::SeqCst)
+            && target.is_some_and(|t| self.plan.lose_first_answer_of.contains(&t))
+        {
+            // The same request again is the SDK's retry of this call: only the first is lost.
+            let mut digest = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&target, &mut digest);
+            std::hash::Hash::hash(&body[..], &mut digest);
+            let first = self
+                .seen
+                .lock()
+                .expect("seen")
+                .insert(std::hash::Hasher::finish(&digest));
+            lose_the_answer = first;
+        }
         if !signed_call {
             self.stats.presigned.fetch_add(1, Ordering::SeqCst);
         } else if self.enabled.load(Ordering::SeqCst) {
             let n = self.sequence.fetch_add(1, Ordering::SeqCst);
-            if let Some(fault) = self.plan.fault(n) {
-                let target = parts
-                    .headers
-                    .get("x-amz-target")
-                    .and_then(|v| v.to_str().ok());
+            if let Some(fault) = self.plan.fault(n).filter(|_| !lose_the_answer) {
                 match fault {
-                    Fault::Throttle => self.stats.throttled.fetch_add(1, Ordering::SeqCst),
-                    Fault::ServerError => self.stats.server_errors.fetch_add(1, Ordering::SeqCst),
+                    Fault::Throttle => {
+                        self.stats.throttled.fetch_add(1, Ordering::SeqCst);
+                        return Ok(answer(&fault, target));
+                    }
+                    Fault::ServerError => {
+                        self.stats.server_errors.fetch_add(1, Ordering::SeqCst);
+                        return Ok(answer(&fault, target));
+                    }
                     Fault::Reset => {
                         self.stats.resets.fetch_add(1, Ordering::SeqCst);
                         return Err(Closed("connection reset by the fault proxy".into()));
                     }
-                };
-                return Ok(answer(&fault, target));
+                    // A received batch whose answer is lost stays invisible for the queue's
+                    // visibility timeout (90 minutes for ingest) before SQS hands it out again:
+                    // SQS's own remedy, on the event source mapping's side (AWS's poller, not the
+                    // functions' code), and longer than a test. Such a receive fails before it
+                    // reaches the queue instead.
+                    Fault::LostAnswer if target == Some("AmazonSQS.ReceiveMessage") => {
+                        self.stats.resets.fetch_add(1, Ordering::SeqCst);
+                        return Err(Closed("connection reset by the fault proxy".into()));
+                    }
+                    Fault::LostAnswer => lose_the_answer = true,
+                }
             }
         }
         let path = parts
@@ -292,6 +344,11 @@ impl Forwarder {
             }
         }
         let bytes = upstream_response.bytes().await.map_err(closed)?;
+        if lose_the_answer {
+            // The emulator has done the work; the caller never hears of it.
+            self.stats.lost_answers.fetch_add(1, Ordering::SeqCst);
+            return Err(Closed("answer lost by the fault proxy".into()));
+        }
         response.body(Full::new(bytes)).map_err(closed)
     }
 }
@@ -340,9 +397,11 @@ mod tests {
             throttle_per_mille: 50,
             server_error_per_mille: 30,
             reset_per_mille: 20,
+            lost_answer_per_mille: 10,
+            ..FaultPlan::default()
         };
         let struck = (0..100_000).filter(|n| plan.fault(*n).is_some()).count();
-        assert!((9_000..11_000).contains(&struck), "{struck}");
+        assert!((10_000..12_000).contains(&struck), "{struck}");
         let first: Vec<bool> = (0..1000).map(|n| plan.fault(n).is_some()).collect();
         let again: Vec<bool> = (0..1000).map(|n| plan.fault(n).is_some()).collect();
         assert_eq!(first, again);

@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 use shared::domain::{ProcessingResult, Upload, UploadId, UploadStatus};
 use shared::store::{
-    AuditEntry, ChunkSource, IngestObjects, OpenedObject, StoreError, UploadStore,
+    AuditEntry, ChunkSource, Claim, ClaimState, Idempotency, IngestObjects, Lease, OpenedObject,
+    StoreError, UploadStore,
 };
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -190,5 +191,48 @@ impl IngestObjects for FaultyObjects {
             return Err(injected("delete_version"));
         }
         self.inner.delete_version(key, version).await
+    }
+}
+
+/// The idempotency claims, with a fault at completing one (the outcome is recorded, the claim's
+/// completion is not).
+pub struct FaultyIdempotency {
+    pub inner: Arc<dyn Idempotency>,
+    pub fail_complete: Trip,
+}
+
+impl FaultyIdempotency {
+    pub fn new(inner: Arc<dyn Idempotency>) -> Self {
+        Self {
+            inner,
+            fail_complete: Trip::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Idempotency for FaultyIdempotency {
+    async fn claim(
+        &self,
+        key: &str,
+        version: &str,
+        lock_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Claim, StoreError> {
+        self.inner.claim(key, version, lock_until).await
+    }
+
+    async fn complete(&self, lease: &Lease, result: &str) -> Result<(), StoreError> {
+        if self.fail_complete.fires() {
+            return Err(injected("idempotency complete"));
+        }
+        self.inner.complete(lease, result).await
+    }
+
+    async fn release(&self, lease: &Lease, error: &str) -> Result<(), StoreError> {
+        self.inner.release(lease, error).await
+    }
+
+    async fn state(&self, key: &str) -> Result<ClaimState, StoreError> {
+        self.inner.state(key).await
     }
 }

@@ -30,22 +30,13 @@ impl Backoff {
                 (wait + jitter * wait.min(10.0)).min(max) as i32
             }
             _ => {
-                let exponent = receive_count.saturating_sub(1).min(30);
-                let step = (self.base.as_secs_f64() * f64::from(1u32 << exponent)).min(max);
-                (step / 2.0 + jitter.clamp(0.0, 1.0) * step / 2.0).ceil() as i32
+                shared::resilience::backoff::exponential(self.base, self.max, receive_count, jitter)
             }
         }
     }
 }
 
-/// A number in [0, 1) from the clock and the message id: enough to spread retries apart.
-pub fn jitter(message_id: &str) -> f64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    message_id.hash(&mut h);
-    Utc::now().timestamp_nanos_opt().unwrap_or(0).hash(&mut h);
-    (h.finish() % 1_000_000) as f64 / 1_000_000.0
-}
+pub use shared::resilience::backoff::jitter;
 
 #[cfg(test)]
 mod tests {
@@ -59,21 +50,6 @@ mod tests {
     }
 
     #[test]
-    fn delays_double_per_receive_within_jitter_and_are_capped() {
-        let why = Retry::Dependency("x".into());
-        let b = backoff();
-        assert_eq!(b.delay(&why, 1, 0.0), 5);
-        assert_eq!(b.delay(&why, 1, 0.999), 10);
-        assert_eq!(b.delay(&why, 2, 0.0), 10);
-        assert_eq!(b.delay(&why, 3, 0.5), 30);
-        assert_eq!(b.delay(&why, 30, 0.999), 300);
-        assert_eq!(b.delay(&why, u32::MAX, 0.0), 150);
-        for n in 1..10 {
-            assert!(b.delay(&why, n + 1, 0.0) >= b.delay(&why, n, 0.0));
-        }
-    }
-
-    #[test]
     fn poison_and_deadline_come_back_at_once_busy_when_the_lock_ends() {
         let b = backoff();
         let poison = Retry::NotANotification(shared::notification::NotANotification("x".into()));
@@ -82,6 +58,8 @@ mod tests {
         let until = Utc::now() + chrono::Duration::seconds(60);
         let busy = b.delay(&Retry::Busy { until: Some(until) }, 1, 0.0);
         assert!((59..=61).contains(&busy), "{busy}");
+        // Any other failure: exponential from the base (shared::resilience::backoff).
+        assert_eq!(b.delay(&Retry::Dependency("x".into()), 3, 0.5), 30);
         assert!(jitter("a") < 1.0);
     }
 }

@@ -197,10 +197,21 @@ impl Processor {
         metrics::object(&processed, started.elapsed());
         match processed {
             Ok(outcome) if outcome.completes() => {
-                self.ports
+                if let Err(e) = self
+                    .ports
                     .idempotency
                     .complete(&lease, &outcome.result())
-                    .await?;
+                    .await
+                {
+                    // The outcome is recorded; free the claim so that the redelivery finds it
+                    // concluded within seconds instead of waiting out this attempt's deadline.
+                    if let Err(release) =
+                        self.ports.idempotency.release(&lease, &e.to_string()).await
+                    {
+                        tracing::warn!(error = %release, "could not release the claim; it expires with the deadline");
+                    }
+                    return Err(e.into());
+                }
                 Ok(())
             }
             Ok(outcome) => {

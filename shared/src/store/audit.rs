@@ -133,15 +133,28 @@ impl DynamoAuditLog {
 impl AuditLog for DynamoAuditLog {
     #[tracing::instrument(name = "audit.append", skip_all, fields(action = %entry.action))]
     async fn append(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        self.client
+        match self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item(entry)))
             .condition_expression("attribute_not_exists(entity)")
             .send()
             .await
-            .map_err(|e| sdk_failure("PutItem audit", e))?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            // The key is new to this call (a random 128-bit part), and the SDK sends the same item
+            // on each of its retries: a key already present is this entry, written by an attempt
+            // whose answer was lost (a timeout, a reset), not anyone else's.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                tracing::info!("audit entry already written by an earlier attempt of this call");
+                Ok(())
+            }
+            Err(e) => Err(sdk_failure("PutItem audit", e)),
+        }
     }
 
     #[tracing::instrument(name = "audit.trail", skip_all)]

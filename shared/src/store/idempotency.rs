@@ -104,6 +104,14 @@ impl Idempotency for DynamoIdempotency {
             Err(e) => return Err(sdk_failure("UpdateItem idempotency claim", e)),
         }
         let item = self.read(key).await?;
+        if item.get("lockOwner").and_then(|v| v.as_s().ok()) == Some(&token) {
+            // Our own claim, written by an attempt whose answer was lost (the SDK retried it).
+            return Ok(Claim::Acquired(Lease {
+                key: key.to_owned(),
+                version: version.to_owned(),
+                token,
+            }));
+        }
         let done = item
             .get("versions")
             .and_then(|v| v.as_m().ok())
@@ -119,7 +127,8 @@ impl Idempotency for DynamoIdempotency {
 
     #[tracing::instrument(name = "idempotency.complete", skip_all)]
     async fn complete(&self, lease: &Lease, result: &str) -> Result<(), StoreError> {
-        self.client
+        let completed = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("id", s(&lease.key))
@@ -134,15 +143,27 @@ impl Idempotency for DynamoIdempotency {
             .expression_attribute_values(":expires", self.expires())
             .expression_attribute_values(":owner", s(&lease.token))
             .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error().is_some_and(conditional) {
-                    StoreError::Conflict("idempotency complete: the lease was lost".into())
+            .await;
+        match completed {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(conditional) => {
+                // Our own completion, written by an attempt whose answer was lost, or a lease lost.
+                let item = self.read(&lease.key).await?;
+                let stored = item
+                    .get("versions")
+                    .and_then(|v| v.as_m().ok())
+                    .and_then(|m| m.get(&lease.version))
+                    .and_then(|r| r.as_s().ok());
+                if stored.map(String::as_str) == Some(result) {
+                    Ok(())
                 } else {
-                    sdk_failure("UpdateItem idempotency complete", e)
+                    Err(StoreError::Conflict(
+                        "idempotency complete: the lease was lost".into(),
+                    ))
                 }
-            })?;
-        Ok(())
+            }
+            Err(e) => Err(sdk_failure("UpdateItem idempotency complete", e)),
+        }
     }
 
     #[tracing::instrument(name = "idempotency.release", skip_all)]

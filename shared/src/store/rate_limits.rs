@@ -69,7 +69,13 @@ pub struct DynamoRateLimiter {
 
 enum Attempt {
     Decided(Decision),
-    Lost,
+    /// The conditional write was refused: another writer moved the bucket — or this attempt's own
+    /// write did, its answer lost and the SDK's retry refused (the next attempt's read tells which,
+    /// by the writer id the write stored).
+    Lost {
+        writer: String,
+        decision: Decision,
+    },
     Unreachable,
 }
 
@@ -99,7 +105,7 @@ impl DynamoRateLimiter {
         self.clock.now_ms() < self.table_down_until.load(Ordering::Relaxed)
     }
 
-    async fn attempt(&self, key: &str, now: i64) -> Attempt {
+    async fn attempt(&self, key: &str, now: i64, previous: Option<&(String, Decision)>) -> Attempt {
         let read = match self
             .client
             .get_item()
@@ -133,11 +139,19 @@ impl DynamoRateLimiter {
             },
             None => (None, None),
         };
+        if let (Some(item), Some((writer, decision))) = (&read, previous) {
+            if item.get("writer").and_then(|w| w.as_s().ok()) == Some(writer) {
+                // The previous attempt's write is the one stored: its decision stands (a token
+                // taken once, not twice).
+                return Attempt::Decided(*decision);
+            }
+        }
         let decision = self.limit.take(stored, now, 1);
         if !decision.allowed {
             return Attempt::Decided(decision);
         }
         let expires = now / 1000 + decision.ttl_seconds as i64 + 1;
+        let writer = uuid::Uuid::new_v4().simple().to_string();
         let mut put = self
             .client
             .put_item()
@@ -146,6 +160,7 @@ impl DynamoRateLimiter {
             .item("tokens", n(decision.bucket.tokens_milli))
             .item("refreshedAt", n(decision.bucket.refreshed_ms))
             .item("version", n(version.unwrap_or(0) + 1))
+            .item("writer", s(&writer))
             .item("expiresAt", n(expires));
         put = match (read.is_some(), version) {
             (true, Some(v)) => put
@@ -164,7 +179,7 @@ impl DynamoRateLimiter {
                     e.as_service_error(),
                     Some(PutItemError::ConditionalCheckFailedException(_))
                 ) {
-                    Attempt::Lost
+                    Attempt::Lost { writer, decision }
                 } else {
                     sdk_failure("PutItem rate limits", e);
                     Attempt::Unreachable
@@ -183,10 +198,14 @@ impl RateLimiter for DynamoRateLimiter {
         if now < self.table_down_until.load(Ordering::Relaxed) {
             return RateDecision::of(&self.rescue.take(&key, now, 1), false);
         }
+        let mut previous = None;
         for _ in 0..ATTEMPTS {
-            match self.attempt(&key, self.clock.now_ms()).await {
+            match self
+                .attempt(&key, self.clock.now_ms(), previous.as_ref())
+                .await
+            {
                 Attempt::Decided(d) => return RateDecision::of(&d, true),
-                Attempt::Lost => continue,
+                Attempt::Lost { writer, decision } => previous = Some((writer, decision)),
                 Attempt::Unreachable => {
                     tracing::warn!(
                         cooldown_ms = self.cooldown_ms,
