@@ -20,7 +20,10 @@ What this adds to moto, each because real AWS behaves so and moto does not:
   minutes answers as the first call did without writing again, with another request
   IdempotentParameterMismatchException. moto ignores the token, so a transaction retried after
   its answer was lost (tests/support/fault_proxy.rs) would meet its own writes and be cancelled,
-  where DynamoDB answers success.
+  where DynamoDB answers success. Only a successful call's token is kept (DynamoDB's documentation
+  does not say what a cancelled transaction's token does; the SDK never reuses a token for another
+  request), the 10 minutes run from the first call, and tokens are shared by every caller; a
+  replay is authorised as the call itself would be.
 - DynamoDB requests are serialised: moto's TransactWriteItems checks its conditions and then writes
   without a lock, so two concurrent transactions on one item could both pass their conditions; real
   DynamoDB isolates them (serializable for transactional writes).
@@ -154,6 +157,15 @@ def _dynamo_call_action(self):
                 del _transaction_tokens[old]
             seen = _transaction_tokens.get(tokened[0])
             if seen is not None:
+                # A replay is authorised like any call (moto checks IAM inside the call we skip).
+                try:
+                    self._authenticate_and_authorize_normal_action("*")
+                except HTTPException as denied:
+                    status, headers, body = self._transform_response(
+                        self.response_headers, (denied.description, {"status": denied.code})
+                    )
+                    headers, body = self._enrich_response(headers, body)
+                    return status, headers, body
                 _, request, (status, headers, body) = seen
                 if request == tokened[1]:
                     return status, dict(headers), body

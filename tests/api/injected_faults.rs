@@ -374,9 +374,10 @@ async fn clinical_writes_retried_through_lost_answers_are_stored_and_audited_onc
 /// SDK's retry (the same request) meets the write already done. Each is recognised as its own —
 /// the enrolment and the form creation answer 201 (not "already enrolled" 200, nor 412 for the
 /// client's own form), an audited read answers 200 with one audit entry (not 500), the diary
-/// entry 201, and an upload's processing claim is its own (not "being processed" until its
-/// deadline): the upload ends PROCESSED in seconds. Each of these failed before its fix
-/// (DynamoDB's ClientRequestToken in the local emulator, the audit append, the claim).
+/// entry 201, an upload's processing claim is its own (not "being processed" until its deadline):
+/// the upload ends PROCESSED in seconds, and an export's claim and finish are the worker's own:
+/// DONE in seconds. Each of these failed before its fix (DynamoDB's ClientRequestToken in the
+/// local emulator, the audit append, the processing claim, the rate limiter, the export claim).
 #[tokio::test]
 async fn every_committed_write_whose_answer_was_lost_is_recognised_when_retried() {
     let proxy = FaultProxy::start(
@@ -436,6 +437,22 @@ async fn every_committed_write_whose_answer_was_lost_is_recognised_when_retried(
     };
     assert!(reconciled.problems.is_empty(), "{:#?}", reconciled.problems);
     assert_eq!(reconciled.processed, 1);
+    // An export of the subject's data: the worker's claim and its finish lose their first answers
+    // too, and are its own (before, the claim was "busy" and the export waited out the queue's
+    // 90-minute visibility timeout in RUNNING).
+    let requested = app
+        .post(
+            &format!("/v1/subjects/{id}/exports"),
+            &staff,
+            &serde_json::json!({"format": "csv"}),
+        )
+        .await;
+    assert_eq!(requested.status, 202, "{}", requested.body);
+    let export_id = requested.body["exportId"].as_str().unwrap().to_owned();
+    let done = app
+        .wait_for_export(&export_id, &staff, Duration::from_secs(60))
+        .await;
+    assert_eq!(done["status"], "DONE", "{done}");
     proxy.enabled.store(false, Ordering::SeqCst);
     println!("first answers lost: {}", proxy.stats.summary());
     assert!(proxy.stats.lost_answers.load(Ordering::SeqCst) >= 6);

@@ -97,14 +97,24 @@ async fn a_transaction_sent_again_with_its_token_is_answered_as_before_and_write
             .unwrap();
         item["count"].as_n().unwrap().clone()
     };
-    send(add("1"), "token-a").await.unwrap();
+    // Tokens of this run only (an emulator shared through AWS_ENDPOINT_URL keeps them 10 minutes).
+    let (a, b) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    send(add("1"), &a).await.unwrap();
     assert_eq!(count().await, "1");
     // The same call again (a retry after a lost answer): success, nothing written.
-    send(add("1"), "token-a").await.unwrap();
-    send(add("1"), "token-a").await.unwrap();
+    send(add("1"), &a).await.unwrap();
+    // Tokens of this run only (an emulator shared through AWS_ENDPOINT_URL keeps them 10 minutes).
+    let (a, b) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    send(add("1"), &a).await.unwrap();
     assert_eq!(count().await, "1");
     // The same token with another request is refused, and writes nothing.
-    let mismatch = send(add("5"), "token-a").await.unwrap_err();
+    let mismatch = send(add("5"), &a).await.unwrap_err();
     assert!(
         mismatch
             .as_service_error()
@@ -113,7 +123,7 @@ async fn a_transaction_sent_again_with_its_token_is_answered_as_before_and_write
     );
     assert_eq!(count().await, "1");
     // A new token is a new call.
-    send(add("1"), "token-b").await.unwrap();
+    send(add("1"), &b).await.unwrap();
     assert_eq!(count().await, "2");
 }
 

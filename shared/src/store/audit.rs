@@ -143,7 +143,7 @@ impl AuditLog for DynamoAuditLog {
             .await
         {
             Ok(_) => Ok(()),
-            // The key is new to this call (a random 128-bit part), and the SDK sends the same item
+            // The key is new to this call (a random UUIDv4, 122 bits), and the SDK sends the same item
             // on each of its retries: a key already present is this entry, written by an attempt
             // whose answer was lost (a timeout, a reset), not anyone else's.
             Err(e)

@@ -92,6 +92,28 @@ fn job_from_item(item: &Item) -> Result<ExportJob, StoreError> {
     })
 }
 
+/// Whether the stored export is in `status` under `attempt` (the attempt that wrote it).
+fn own_attempt(item: &Item, status: ExportStatus, attempt: &str) -> bool {
+    get_opt_s(item, "status").as_deref() == Some(status.as_str())
+        && get_opt_s(item, "attempt").as_deref() == Some(attempt)
+}
+
+impl DynamoExports {
+    /// The export's stored item (a consistent read).
+    async fn item(&self, id: &ExportId) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("exportId", s(id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_failure("GetItem exports", e))?
+            .item)
+    }
+}
+
 fn refused<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
     e.code() == Some("ConditionalCheckFailedException")
 }
@@ -119,16 +141,7 @@ impl ExportJobs for DynamoExports {
 
     #[tracing::instrument(name = "exports.get", skip_all)]
     async fn get(&self, id: &ExportId) -> Result<Option<ExportJob>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("exportId", s(id.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_failure("GetItem exports", e))?;
-        out.item.as_ref().map(job_from_item).transpose()
+        self.item(id).await?.as_ref().map(job_from_item).transpose()
     }
 
     #[tracing::instrument(name = "exports.of_subject", skip_all)]
@@ -186,10 +199,20 @@ impl ExportJobs for DynamoExports {
             Ok(out) => Ok(Claimed::Running(job_from_item(
                 out.attributes.as_ref().unwrap_or(&Item::new()),
             )?)),
-            Err(e) if e.as_service_error().is_some_and(refused) => match self.get(id).await? {
+            Err(e) if e.as_service_error().is_some_and(refused) => match self.item(id).await? {
                 None => Ok(Claimed::Missing),
-                Some(job) if job.status.is_terminal() => Ok(Claimed::Finished(job)),
-                Some(_) => Ok(Claimed::Busy),
+                Some(item) => {
+                    let job = job_from_item(&item)?;
+                    if job.status.is_terminal() {
+                        Ok(Claimed::Finished(job))
+                    } else if own_attempt(&item, ExportStatus::Running, attempt) {
+                        // This attempt's own claim (an attempt id is unique per delivery): its
+                        // answer was lost and the SDK's retry refused. Not busy: ours.
+                        Ok(Claimed::Running(job))
+                    } else {
+                        Ok(Claimed::Busy)
+                    }
+                }
             },
             Err(e) => Err(sdk_failure("UpdateItem exports (claim)", e)),
         }
@@ -255,9 +278,20 @@ impl ExportJobs for DynamoExports {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(refused) => Err(StoreError::Conflict(
-                "the attempt no longer holds the export".into(),
-            )),
+            Err(e) if e.as_service_error().is_some_and(refused) => {
+                // This attempt's own finish, its answer lost and the SDK's retry refused?
+                match self.item(id).await? {
+                    Some(item)
+                        if own_attempt(&item, ExportStatus::Done, attempt)
+                            && get_opt_s(&item, "objectKey").as_deref() == Some(object_key) =>
+                    {
+                        Ok(())
+                    }
+                    _ => Err(StoreError::Conflict(
+                        "the attempt no longer holds the export".into(),
+                    )),
+                }
+            }
             Err(e) => Err(sdk_failure("UpdateItem exports (finish)", e)),
         }
     }

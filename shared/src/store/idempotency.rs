@@ -147,7 +147,9 @@ impl Idempotency for DynamoIdempotency {
         match completed {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(conditional) => {
-                // Our own completion, written by an attempt whose answer was lost, or a lease lost.
+                // The version completed with this result: our own completion, its answer lost
+                // (or, after our lease ran out, another holder's with the same result — the same
+                // end). Another result, or none: the lease was lost.
                 let item = self.read(&lease.key).await?;
                 let stored = item
                     .get("versions")

@@ -141,8 +141,10 @@ impl DynamoRateLimiter {
         };
         if let (Some(item), Some((writer, decision))) = (&read, previous) {
             if item.get("writer").and_then(|w| w.as_s().ok()) == Some(writer) {
-                // The previous attempt's write is the one stored: its decision stands (a token
-                // taken once, not twice).
+                // The previous attempt's write is the one stored (its answer lost, the SDK's
+                // retry refused): its decision stands. (Were it already overwritten by another
+                // writer, this attempt takes a second token: the client is limited a little
+                // early, never let past its limit.)
                 return Attempt::Decided(*decision);
             }
         }
