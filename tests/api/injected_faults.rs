@@ -459,7 +459,16 @@ async fn every_committed_write_whose_answer_was_lost_is_recognised_when_retried(
     // One audit entry per change, and one for the read.
     let mut changes = app.subject_changes(&id).await;
     changes.sort();
-    assert_eq!(changes, ["epro.submit", "form.create", "subject.enrol"]);
+    assert_eq!(
+        changes,
+        [
+            "epro.submit",
+            "form.create",
+            "subject.enrol",
+            "subject.export",
+            "subject.export.download"
+        ]
+    );
     let reads = app
         .subject_audit(&id)
         .await

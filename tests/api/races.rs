@@ -106,11 +106,6 @@ async fn a_transaction_sent_again_with_its_token_is_answered_as_before_and_write
     assert_eq!(count().await, "1");
     // The same call again (a retry after a lost answer): success, nothing written.
     send(add("1"), &a).await.unwrap();
-    // Tokens of this run only (an emulator shared through AWS_ENDPOINT_URL keeps them 10 minutes).
-    let (a, b) = (
-        uuid::Uuid::new_v4().to_string(),
-        uuid::Uuid::new_v4().to_string(),
-    );
     send(add("1"), &a).await.unwrap();
     assert_eq!(count().await, "1");
     // The same token with another request is refused, and writes nothing.
