@@ -31,7 +31,7 @@ soak:
 # installed if missing; the DICOM header parser, the signature parser and its engine, the whole
 # inspection, each for a stated number of executions (FUZZ_RUNS=N for all, FUZZ_RUNS_DICOM_HEADER=N
 # for one; FUZZ_TARGETS="signatures" runs some). Prints runs, exec/s, coverage and crashes per
-# target; exits non-zero on a crash, its input left in fuzz/artifacts/<target>/. About 12 minutes.
+# target; exits non-zero on a crash, its input left in fuzz/artifacts/<target>/. About 13 minutes.
 fuzz:
 	@bash scripts/fuzz.sh
 
