@@ -31,7 +31,8 @@ soak:
 # installed if missing; the DICOM header parser, the signature parser and its engine, the whole
 # inspection, each for a stated number of executions (FUZZ_RUNS=N for all, FUZZ_RUNS_DICOM_HEADER=N
 # for one; FUZZ_TARGETS="signatures" runs some). Prints runs, exec/s, coverage and crashes per
-# target; exits non-zero on a crash, its input left in fuzz/artifacts/<target>/. About 13 minutes.
+# target; exits non-zero on a crash, its input left in fuzz/artifacts/<target>/. 13 minutes here
+# from an empty corpus, 22 on a grown one (README, Reliability).
 fuzz:
 	@bash scripts/fuzz.sh
 
