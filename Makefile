@@ -1,6 +1,6 @@
 # The two commands: `make dev` runs the system locally and walks its main job; `make test` runs
 # the tests. `make package` builds what `sam deploy` takes; CI (.ci/run) runs test, then package.
-.PHONY: dev test setup token lint build package bench flamegraph soak clean
+.PHONY: dev test setup token lint build package bench flamegraph soak fuzz clean
 
 dev:
 	@bash scripts/dev.sh
@@ -26,6 +26,15 @@ soak:
 	@bash scripts/setup.sh
 	cargo build --workspace --bins --locked
 	cargo test --locked -p clinflow-tests --test soak -- --ignored --nocapture
+
+# Coverage-guided fuzzing (README, Reliability; issue 13): cargo-fuzz on stable (--sanitizer none),
+# installed if missing; the DICOM header parser, the signature parser and its engine, the whole
+# inspection, each for a stated number of executions (FUZZ_RUNS=N for all, FUZZ_RUNS_DICOM_HEADER=N
+# for one; FUZZ_TARGETS="signatures" runs some). Prints runs, exec/s, coverage and crashes per
+# target; exits non-zero on a crash, its input left in fuzz/artifacts/<target>/. 13 minutes here
+# from an empty corpus, 22 on a grown one (README, Reliability).
+fuzz:
+	@bash scripts/fuzz.sh
 
 # The benchmarks (README, Measured): one markdown table, each figure beside its anchor from the same
 # run, written to benchmarks/RESULTS.md with the date and the machine. BENCH=ingest|sdk|header|cache|
