@@ -230,25 +230,19 @@ async fn the_console_uploads_resumes_and_keeps_sites_apart_in_a_real_browser() {
     assert_eq!(stored.body["format"], "csv");
     assert_eq!(result["downloadStatus"], 200);
     assert!(result["downloadBytes"].as_u64().unwrap() > 0);
-    let audit = app.subject_audit(SUBJECT).await;
-    let by = |action: &str, actor: &str| {
-        audit
-            .iter()
-            .filter(|i| {
-                i.get("action")
-                    .and_then(|a| a.as_s().ok())
-                    .map(String::as_str)
-                    == Some(action)
-                    && i.get("actor")
-                        .and_then(|a| a.as_s().ok())
-                        .map(String::as_str)
-                        == Some(actor)
-            })
-            .count()
+    let by = |action: &'static str, actor: &'static str| {
+        let app = &app;
+        async move {
+            app.subject_actors(SUBJECT, action)
+                .await
+                .iter()
+                .filter(|a| *a == actor)
+                .count()
+        }
     };
-    assert_eq!(by("subject.export", "dev-monitor"), 1);
-    assert_eq!(by("subject.export.download", "dev-monitor"), 1);
-    assert!(by("read.report", "dev-monitor") >= 1);
+    assert_eq!(by("subject.export", "dev-monitor").await, 1);
+    assert_eq!(by("subject.export.download", "dev-monitor").await, 1);
+    assert!(by("read.report", "dev-monitor").await >= 1);
 }
 
 /// `http://127.0.0.1:<port>` of a port that was free a moment ago (bound, then released).

@@ -22,19 +22,9 @@ fn monitor(app: &TestApp) -> String {
     app.token("monitor", &[BOS])
 }
 
-/// The report's audit entries of `subject`.
+/// The report's audit entries of `subject` (their actors).
 async fn report_reads(app: &TestApp, subject: &str) -> Vec<String> {
-    app.subject_audit(subject)
-        .await
-        .iter()
-        .filter(|i| {
-            i.get("action")
-                .and_then(|a| a.as_s().ok())
-                .map(String::as_str)
-                == Some("read.report")
-        })
-        .filter_map(|i| i.get("actor").and_then(|a| a.as_s().ok()).cloned())
-        .collect()
+    app.subject_actors(subject, "read.report").await
 }
 
 /// Demographics, EDC and ePRO from three fake sources answering after 100, 150 and 200 ms.

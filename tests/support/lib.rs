@@ -1001,6 +1001,21 @@ impl TestApp {
         }
     }
 
+    /// Who wrote the subject's stored audit entries of `action`, oldest first.
+    pub async fn subject_actors(&self, subject: &str, action: &str) -> Vec<String> {
+        self.subject_audit(subject)
+            .await
+            .iter()
+            .filter(|i| {
+                i.get("action")
+                    .and_then(|a| a.as_s().ok())
+                    .map(String::as_str)
+                    == Some(action)
+            })
+            .filter_map(|i| i.get("actor").and_then(|a| a.as_s().ok()).cloned())
+            .collect()
+    }
+
     /// The actions of a subject's stored audit entries, oldest first, reads left out.
     pub async fn subject_changes(&self, subject: &str) -> Vec<String> {
         self.subject_audit(subject)
