@@ -3,12 +3,11 @@
 //! readable by no one but the worker's role and such URLs).
 
 use super::exports::{ExportObjects, UploadedPart};
-use super::s3::Encryption;
+use super::s3::{abort_upload, complete_upload, Encryption};
 use super::{sdk_failure, StoreError};
 use async_trait::async_trait;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use std::time::Duration;
 
@@ -76,45 +75,27 @@ impl ExportObjects for S3Exports {
         upload_id: &str,
         parts: &[UploadedPart],
     ) -> Result<(), StoreError> {
-        let completed = parts
-            .iter()
-            .map(|p| {
-                CompletedPart::builder()
-                    .part_number(p.number)
-                    .e_tag(&p.etag)
-                    .build()
-            })
-            .collect();
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| sdk_failure("CompleteMultipartUpload (export)", e))?;
+        complete_upload(
+            &self.client,
+            &self.bucket,
+            key,
+            upload_id,
+            parts.iter().map(|p| (p.number, p.etag.as_str())),
+        )
+        .await
+        .map_err(|e| sdk_failure("CompleteMultipartUpload (export)", e))?;
         Ok(())
     }
 
     async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
-            Err(e) => Err(sdk_failure("AbortMultipartUpload (export)", e)),
-        }
+        abort_upload(
+            &self.client,
+            &self.bucket,
+            key,
+            upload_id,
+            "AbortMultipartUpload (export)",
+        )
+        .await
     }
 
     async fn download_url(

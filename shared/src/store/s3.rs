@@ -188,45 +188,32 @@ impl UploadObjects for S3Uploads {
         s3_upload_id: &str,
         parts: &[StoredPart],
     ) -> Result<(), StoreError> {
-        let completed = parts
-            .iter()
-            .map(|p| {
-                CompletedPart::builder()
-                    .part_number(i32::try_from(p.part_number).unwrap_or(i32::MAX))
-                    .e_tag(&p.etag)
-                    .build()
-            })
-            .collect();
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .upload_id(s3_upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| no_such_upload_or("CompleteMultipartUpload", e))?;
+        complete_upload(
+            &self.client,
+            &self.bucket,
+            key.as_str(),
+            s3_upload_id,
+            parts.iter().map(|p| {
+                (
+                    i32::try_from(p.part_number).unwrap_or(i32::MAX),
+                    p.etag.as_str(),
+                )
+            }),
+        )
+        .await
+        .map_err(|e| no_such_upload_or("CompleteMultipartUpload", e))?;
         Ok(())
     }
 
     async fn abort_multipart(&self, key: &ObjectKey, s3_upload_id: &str) -> Result<(), StoreError> {
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .upload_id(s3_upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
-            Err(e) => Err(sdk_failure("AbortMultipartUpload", e)),
-        }
+        abort_upload(
+            &self.client,
+            &self.bucket,
+            key.as_str(),
+            s3_upload_id,
+            "AbortMultipartUpload",
+        )
+        .await
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectHead>, StoreError> {
@@ -250,6 +237,65 @@ impl UploadObjects for S3Uploads {
 
 /// S3's `NoSuchUpload` (the multipart upload was completed or aborted) as a [`StoreError::Conflict`];
 /// any other failure as usual.
+/// CompleteMultipartUpload of `parts` (part number, ETag) in the order given: the one call both
+/// buckets' multipart adapters make (uploads here, exports in `export_objects`).
+pub(super) async fn complete_upload<'a>(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    parts: impl Iterator<Item = (i32, &'a str)>,
+) -> Result<
+    aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput,
+    aws_sdk_s3::error::SdkError<
+        aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError,
+        aws_sdk_s3::config::http::HttpResponse,
+    >,
+> {
+    let completed = parts
+        .map(|(number, etag)| {
+            CompletedPart::builder()
+                .part_number(number)
+                .e_tag(etag)
+                .build()
+        })
+        .collect();
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+}
+
+/// AbortMultipartUpload; an upload already gone (aborted, completed, expired) is no failure.
+pub(super) async fn abort_upload(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    operation: &'static str,
+) -> Result<(), StoreError> {
+    match client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
+        Err(e) => Err(sdk_failure(operation, e)),
+    }
+}
+
 fn no_such_upload_or<E, R>(
     operation: &'static str,
     err: aws_sdk_s3::error::SdkError<E, R>,
