@@ -21,7 +21,7 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -34,6 +34,19 @@ DIARY_DAYS = int(os.environ.get("DIARY_DAYS", "0"))
 TRIAL = "CLIN-DEMO-01"
 PART = 5 * 1024 * 1024
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def wait_for(driver, timeout, poll_frequency=0.5):
+    """A WebDriverWait that polls through re-renders: an element the page replaced between finding
+    and reading it is stale, not a failure — the next poll finds the new one (seen once in CI on
+    the imaging counts)."""
+    return WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=poll_frequency,
+        ignored_exceptions=(StaleElementReferenceException,),
+    )
+
 
 work = tempfile.mkdtemp(prefix="console-test-")
 os.makedirs(SHOTS, exist_ok=True)
@@ -96,7 +109,7 @@ def shot(driver, name):
 
 def sign_in(driver, role, sites, trials=""):
     driver.get(URL)
-    wait = WebDriverWait(driver, 20)
+    wait = wait_for(driver, 20)
     wait.until(EC.element_to_be_clickable((By.ID, "sign-in-button")))
     Select(driver.find_element(By.ID, "role")).select_by_value(role)
     field = driver.find_element(By.ID, "sites")
@@ -113,7 +126,7 @@ def open_subject(driver, subject):
     field = driver.find_element(By.ID, "subject-id")
     field.clear()
     field.send_keys(subject + "\n")
-    WebDriverWait(driver, 20).until(
+    wait_for(driver, 20).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, "#subject-status p, #subject-status .problem"))
 
 
@@ -140,7 +153,7 @@ def wait_status(driver, name, statuses, timeout=90):
         li = upload_item(d, name)
         return li if li is not None and li.get_attribute("data-status") in statuses else False
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.25).until(done)
+        return wait_for(driver, timeout, poll_frequency=0.25).until(done)
     except TimeoutException:
         li = upload_item(driver, name)
         raise AssertionError(f"{name}: not {statuses}: {li.text if li else 'no item'}")
@@ -151,7 +164,7 @@ def main():
     result = {}
     driver = browser()
     try:
-        wait = WebDriverWait(driver, 30)
+        wait = wait_for(driver, 30)
         driver.get(URL)
         wait.until(EC.element_to_be_clickable((By.ID, "sign-in-button")))
         shot(driver, "01-sign-in.png")
@@ -168,8 +181,8 @@ def main():
         result["dicom"] = ok.get_attribute("data-upload-id")
         result["eicar"] = bad.get_attribute("data-upload-id")
         # The history and imaging panels follow.
-        WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "count-instances").text == "1")
-        WebDriverWait(driver, 20).until(
+        wait_for(driver, 20).until(lambda d: d.find_element(By.ID, "count-instances").text == "1")
+        wait_for(driver, 20).until(
             lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history-panel tr[data-upload-id]")) >= 2)
         shot(driver, "02-upload-processed-and-quarantined.png")
         # Every control has an accessible name (a label, or aria-label), and the file pickers are
@@ -190,7 +203,7 @@ def main():
         part_puts(driver)  # drain
         name = os.path.basename(big)
         driver.find_element(By.ID, "file-input").send_keys(big)
-        WebDriverWait(driver, 60, poll_frequency=0.05).until(
+        wait_for(driver, 60, poll_frequency=0.05).until(
             lambda d: int((upload_item(d, name).get_attribute("data-parts-done") or "0")) >= 1)
         upload_id = upload_item(driver, name).get_attribute("data-upload-id")
         shot(driver, "03-multipart-sending.png")
@@ -222,17 +235,17 @@ def main():
         assert set(after) | set(held) == set(range(1, part_count + 1)), (after, held)
         assert len(after) == len(set(after)), f"a part sent twice: {after}"
         result.update(multipart=upload_id, held=sorted(held), resent=sorted(after), partCount=part_count)
-        WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "count-instances").text == "2")
+        wait_for(driver, 60).until(lambda d: d.find_element(By.ID, "count-instances").text == "2")
         shot(driver, "05-subject-view.png")
 
         log("drug-code lookup")
         code = driver.find_element(By.ID, "drug-code")
         code.send_keys("N02BE01\n")
-        WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#drug-result .drug-name"))
+        wait_for(driver, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#drug-result .drug-name"))
         result["drug"] = driver.find_element(By.CSS_SELECTOR, "#drug-result .drug-name").text
         code.clear()
         code.send_keys("Z99ZZ99\n")
-        WebDriverWait(driver, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#drug-result .problem"))
+        wait_for(driver, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#drug-result .problem"))
         result["drugMissing"] = driver.find_element(By.CSS_SELECTOR, "#drug-result .problem").text
 
         driver.set_window_size(820, 1180)
@@ -256,13 +269,13 @@ def main():
         driver.find_element(By.ID, "sign-out").click()
         sign_in(driver, "monitor", "SITE-BOS-01", TRIAL)
         open_subject(driver, "SUBJ-0001")
-        WebDriverWait(driver, 20).until(
+        wait_for(driver, 20).until(
             lambda d: len(d.find_elements(By.CSS_SELECTOR, "#history-panel tr[data-upload-id]")) >= 3)
         assert not driver.find_elements(By.ID, "upload-panel")
         assert "CT_small" not in driver.find_element(By.ID, "history-panel").text
 
         log("the risk report and the ePRO pain chart")
-        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, "risk-level"))
+        wait_for(driver, 30).until(lambda d: d.find_elements(By.ID, "risk-level"))
         reasons = driver.find_elements(By.CSS_SELECTOR, "#risk-reasons tr.reason-row")
         assert reasons, driver.find_element(By.ID, "report-panel").text
         result["reasons"] = [r.get_attribute("data-code") for r in reasons]
@@ -278,7 +291,7 @@ def main():
         lower = driver.find_element(By.ID, "risk-lower-bound").text
         assert "Lower bound" in lower and "Imaging" in lower, lower
         assert " or more" in driver.find_element(By.CSS_SELECTOR, ".risk-head").text
-        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#pain-chart circle.pain-point"))
+        wait_for(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#pain-chart circle.pain-point"))
         points = driver.find_elements(By.CSS_SELECTOR, "#pain-chart circle.pain-point")
         assert len(points) == DIARY_DAYS, (len(points), DIARY_DAYS)
         result["painPoints"] = len(points)
@@ -293,7 +306,7 @@ def main():
         log("a CSV export, followed to DONE, then its link")
         api_requests(driver, "/v1/")  # drain
         driver.find_element(By.ID, "export-csv").click()
-        WebDriverWait(driver, 20).until(
+        wait_for(driver, 20).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, '#exports-table tr[data-format="csv"]'))
         row = driver.find_element(By.CSS_SELECTOR, '#exports-table tr[data-format="csv"]')
         export_id = row.get_attribute("data-export-id")
@@ -304,7 +317,7 @@ def main():
             seen.add(r.get_attribute("data-status"))
             return r if r.get_attribute("data-status") in ("DONE", "FAILED") else False
         try:
-            row = WebDriverWait(driver, 90, poll_frequency=0.2).until(done)
+            row = wait_for(driver, 90, poll_frequency=0.2).until(done)
         except TimeoutException:
             raise AssertionError(driver.find_element(By.ID, "exports-panel").text)
         assert row.get_attribute("data-status") == "DONE", row.text
@@ -315,7 +328,7 @@ def main():
         assert ("POST", URL.rstrip("/") + "/v1/subjects/SUBJ-0001/exports") in calls, calls
         assert not [c for c in calls if "/v1/exports/" in c[1]], calls
         row.find_element(By.CSS_SELECTOR, "td.download button").click()
-        link = WebDriverWait(driver, 20).until(
+        link = wait_for(driver, 20).until(
             lambda d: d.find_elements(By.CSS_SELECTOR, f'#exports-table tr[data-export-id="{export_id}"] a.download-link'))[0]
         assert driver.switch_to.active_element == link, "the link has the focus"
         calls = api_requests(driver, "/v1/")
