@@ -202,7 +202,12 @@ impl ReferenceCache {
 
     /// Puts `loaded` in place (tests and benchmarks; requests go through [`Self::revalidate_if_due`]).
     pub fn install(&self, loaded: Loaded) {
-        self.current.store(Some(Arc::new(loaded)));
+        self.install_shared(Arc::new(loaded));
+    }
+
+    /// [`Self::install`] of a snapshot already shared (the benchmark swaps two prebuilt ones).
+    pub fn install_shared(&self, loaded: Arc<Loaded>) {
+        self.current.store(Some(loaded));
         self.generation.fetch_add(1, Ordering::Release);
     }
 
