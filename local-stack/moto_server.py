@@ -47,12 +47,24 @@ What this adds to moto, each because real AWS behaves so and moto does not:
 - Signatures are not verified (moto miscomputes them for query strings holding `%2F`); identity
   comes from the access key id. What a signature guards (expiry, signed headers) is tested
   against an S3 that enforces SigV4 (s3s-fs: tests/sigv4), not here.
+
+With `--state-dir DIR` (tests/restart), its state outlives the process, as AWS's outlives any
+outage: every request that may write runs alone and its effect is saved to DIR before it is
+answered (a pickle of the services' backends, written to a temporary file and renamed over the
+last), and a server started on DIR resumes from it. Killed at any instant (SIGKILL), it keeps every
+write it acknowledged; a write cut off before its answer is either kept or not, and its caller, who
+saw no answer, retries it — as against AWS. An SQS long poll is served as short polls, each alone,
+so it never holds the others up. This mode is slow (a pickle per write) and for that test only.
 """
 
 import argparse
+import copyreg
 import fnmatch
+import io
 import json
 import os
+import pickle
+import re
 import sys
 import threading
 import time
@@ -128,7 +140,8 @@ _dynamodb_lock = threading.Lock()
 _original_dynamo_call = DynamoHandler.call_action
 
 
-# ClientRequestToken -> (expiry on the monotonic clock, the request without its token, the answer).
+# ClientRequestToken -> (expiry on the wall clock, so it survives a restart with --state-dir; the
+# request without its token; the answer).
 _transaction_tokens = {}
 TOKEN_LIFETIME_SECONDS = 600
 
@@ -151,7 +164,7 @@ def _token_of(self):
 def _dynamo_call_action(self):
     with _dynamodb_lock:
         tokened = _token_of(self)
-        now = time.monotonic()
+        now = time.time()
         if tokened:
             for old in [t for t, (expiry, _, _) in _transaction_tokens.items() if expiry < now]:
                 del _transaction_tokens[old]
@@ -443,6 +456,153 @@ def _s3_authorize(self, bucket_name=None, key_name=None):
 S3Response._authenticate_and_authorize_s3_action = _s3_authorize
 
 
+# ------------------------------------------------------------------ state across a kill (--state-dir)
+
+from moto.backends import get_backend  # noqa: E402
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication  # noqa: E402
+
+# Locks are rebuilt, not saved (moto's SQS queues hold one): nobody holds them across a restart.
+copyreg.pickle(type(threading.RLock()), lambda _: (threading.RLock, ()))
+copyreg.pickle(type(threading.Lock()), lambda _: (threading.Lock, ()))
+
+
+def _versioned_key_store(versions):
+    store = _VersionedKeyStore()
+    for key, listed in versions:
+        store.setlist(key, listed)
+    return store
+
+
+# A bucket's keys: a dict whose items() shows each key's latest version only, so pickled as a
+# dict it kept no noncurrent version (found by tests/restart: an object behind its delete marker
+# came back gone). Saved as every key's whole list.
+from moto.s3.utils import _VersionedKeyStore  # noqa: E402
+
+copyreg.pickle(_VersionedKeyStore, lambda store: (_versioned_key_store, (list(store.lists()),)))
+
+PERSISTED = ("iam", "s3", "sqs", "dynamodb", "secretsmanager", "sts")
+# What a request of each service may change (an S3 write may send an event to an SQS queue).
+CHANGES = {"iam": ("iam",), "s3": ("s3", "sqs"), "sqs": ("sqs",), "dynamodb": ("dynamodb",)}
+READ_ONLY = {"GET", "HEAD", "OPTIONS"}
+# The services the Authorization header (or a presigned URL's X-Amz-Credential) names.
+CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
+PRESIGNED_SCOPE = re.compile(r"X-Amz-Credential=[^&]*?%2F\d{8}%2F[^&%]+%2F([a-z0-9-]+)%2Faws4_request")
+LONG_POLL_STEP_SECONDS = 0.1
+
+_state_dir = None
+_state_lock = threading.Lock()
+_pickled = {}  # service -> its backends as last saved (a request re-pickles only what it may change)
+
+
+def _state_file():
+    return os.path.join(_state_dir, "state.pickle")
+
+
+def _save(services):
+    for service in services:
+        _pickled[service] = pickle.dumps(dict(get_backend(service)), protocol=pickle.HIGHEST_PROTOCOL)
+    _pickled["clinflow:tokens"] = pickle.dumps(_transaction_tokens, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp = _state_file() + ".tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump(_pickled, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, _state_file())
+
+
+def _restore():
+    """Resumes from the state file, if there is one; whether there was."""
+    if not os.path.exists(_state_file()):
+        return False
+    with open(_state_file(), "rb") as f:
+        saved = pickle.load(f)
+    for service in PERSISTED:
+        if service in saved:
+            backends = get_backend(service)
+            backends.clear()
+            backends.update(pickle.loads(saved[service]))
+    _transaction_tokens.update(pickle.loads(saved.get("clinflow:tokens", pickle.dumps({}))))
+    _pickled.update(saved)
+    return True
+
+
+def _service_of(environ):
+    found = CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", "")) or PRESIGNED_SCOPE.search(
+        environ.get("QUERY_STRING", "")
+    )
+    return found.group(1) if found else None
+
+
+def _call_buffered(app, environ, body):
+    """The wrapped app's answer to `environ` with `body`, whole: (status, headers, chunks)."""
+    answered = {}
+
+    def start_response(status, headers, exc_info=None):
+        answered["status"], answered["headers"] = status, headers
+        return lambda _data: None
+
+    environ = dict(environ)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    chunks = list(_original_app_call(app, environ, start_response))
+    return answered["status"], answered["headers"], chunks
+
+
+def _receive_long_poll(app, environ, body):
+    """An SQS ReceiveMessage (JSON protocol) served as short polls until a message or the wait."""
+    try:
+        request = json.loads(body or b"{}")
+    except ValueError:
+        request = None
+    wait = request.get("WaitTimeSeconds") if isinstance(request, dict) else None
+    if not wait:
+        return None  # a short poll (or the queue's default wait, not looked up here): as it is
+    request["WaitTimeSeconds"] = 0
+    short = json.dumps(request).encode()
+    deadline = time.monotonic() + float(wait)
+    while True:
+        with _state_lock:
+            status, headers, chunks = _call_buffered(app, environ, short)
+            got = b"".join(chunks)
+            if not status.startswith("200") or b'"Messages"' in got or time.monotonic() >= deadline:
+                _save(CHANGES["sqs"])
+                return status, headers, [got]
+        time.sleep(LONG_POLL_STEP_SECONDS)
+
+
+def _persisting_call(self, environ, start_response):
+    if environ.get("REQUEST_METHOD") in READ_ONLY:
+        return _original_app_call(self, environ, start_response)
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    if length:
+        body = environ["wsgi.input"].read(length)
+    elif environ.get("wsgi.input_terminated"):  # chunked: werkzeug ends the stream at its end
+        body = environ["wsgi.input"].read()
+    else:
+        body = b""
+    service = _service_of(environ)
+    answer = None
+    if service == "sqs" and environ.get("HTTP_X_AMZ_TARGET", "").endswith(".ReceiveMessage"):
+        answer = _receive_long_poll(self, environ, body)
+    if answer is None:
+        with _state_lock:
+            answer = _call_buffered(self, environ, body)
+            _save(CHANGES.get(service, PERSISTED))
+    status, headers, chunks = answer
+    start_response(status, headers)
+    return chunks
+
+
+_original_app_call = DomainDispatcherApplication.__call__
+
+
+def persist_state(state_dir):
+    """Saves every write to `state_dir` before it is answered; resumes from it. Whether it resumed."""
+    global _state_dir
+    _state_dir = state_dir
+    os.makedirs(state_dir, exist_ok=True)
+    DomainDispatcherApplication.__call__ = _persisting_call
+    return _restore()
+
+
 # ------------------------------------------------------------------ start
 
 
@@ -464,9 +624,31 @@ def bootstrap_admin(key_file):
 def main():
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--admin-key-file")
+    parser.add_argument("--state-dir")
     args, rest = parser.parse_known_args()
+    resumed = False
+    if args.state_dir:
+        resumed = persist_state(args.state_dir)
+        with open(os.path.join(args.state_dir, "moto.pid"), "w") as f:
+            f.write(str(os.getpid()))
     if args.admin_key_file:
-        bootstrap_admin(args.admin_key_file)
+        saved_keys = os.path.join(args.state_dir, "admin.json") if args.state_dir else None
+        if resumed and saved_keys and os.path.exists(saved_keys):
+            # The administrator (and every other IAM user) came back with the state: same keys.
+            with open(saved_keys) as f:
+                keys = f.read()
+            with open(args.admin_key_file + ".tmp", "w") as f:
+                f.write(keys)
+            os.replace(args.admin_key_file + ".tmp", args.admin_key_file)
+        else:
+            bootstrap_admin(args.admin_key_file)
+            if saved_keys:
+                with open(args.admin_key_file) as f:
+                    keys = f.read()
+                with open(saved_keys, "w") as f:
+                    f.write(keys)
+                with _state_lock:
+                    _save(PERSISTED)
         settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
         ActionAuthenticatorMixin.request_count = 0
     from moto.server import main as moto_main

@@ -9,8 +9,9 @@
 
 use std::io::Write as _;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// moto's fixed account id.
@@ -39,6 +40,15 @@ pub struct Emulator {
     /// The administrator of an emulator this process started (IAM enforced); `None` for an
     /// endpoint named by `AWS_ENDPOINT_URL`, whose credentials come from the environment.
     pub admin: Option<AccessKeys>,
+    /// Where moto saves its state before it answers a write (`None`: in memory only).
+    state_dir: Option<PathBuf>,
+    port: u16,
+    running: Mutex<Running>,
+}
+
+/// The moto this process started, if any.
+#[derive(Default)]
+struct Running {
     child: Option<Child>,
     /// The watchdog reads this pipe; when it closes (drop, or this process dies) moto is stopped.
     lifeline: Option<ChildStdin>,
@@ -76,14 +86,25 @@ impl Emulator {
             Ok(endpoint) if !endpoint.is_empty() => Ok(Self {
                 endpoint,
                 admin: None,
-                child: None,
-                lifeline: None,
+                state_dir: None,
+                port: 0,
+                running: Mutex::new(Running::default()),
             }),
             _ => Self::start_moto(),
         }
     }
 
     pub fn start_moto() -> Result<Self, EmulatorError> {
+        Self::start(None)
+    }
+
+    /// A moto whose state outlives its process: every write is saved to `state_dir` before it is
+    /// answered, and [`Self::kill_and_restart`] resumes from there (local-stack/moto_server.py).
+    pub fn start_moto_persistent(state_dir: &Path) -> Result<Self, EmulatorError> {
+        Self::start(Some(state_dir.to_path_buf()))
+    }
+
+    fn start(state_dir: Option<PathBuf>) -> Result<Self, EmulatorError> {
         let python = python_path();
         if !python.exists() {
             return Err(EmulatorError::NotInstalled(python.display().to_string()));
@@ -91,22 +112,82 @@ impl Emulator {
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port()?;
-            match Self::spawn(&python, port) {
-                Ok(e) => return Ok(e),
+            match Self::spawn(&python, port, state_dir.as_deref()) {
+                Ok((running, admin)) => {
+                    return Ok(Self {
+                        endpoint: format!("http://127.0.0.1:{port}"),
+                        admin: Some(admin),
+                        state_dir,
+                        port,
+                        running: Mutex::new(running),
+                    })
+                }
                 Err(e) => last = e.to_string(),
             }
         }
         Err(EmulatorError::Start(last))
     }
 
-    fn spawn(python: &PathBuf, port: u16) -> Result<Self, EmulatorError> {
+    /// Whether its state outlives its process ([`Self::start_moto_persistent`]).
+    pub fn is_persistent(&self) -> bool {
+        self.state_dir.is_some()
+    }
+
+    /// Kills moto at once (SIGKILL: no chance to save or close anything), leaves its port closed
+    /// for `down`, then starts it again on the same port from its saved state. Only for an
+    /// emulator started by [`Self::start_moto_persistent`].
+    pub fn kill_and_restart(&self, down: Duration) -> Result<(), EmulatorError> {
+        let state_dir = self.state_dir.as_deref().ok_or_else(|| {
+            EmulatorError::Start("only a persistent emulator can be restarted".into())
+        })?;
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| EmulatorError::Start("the emulator's lock is poisoned".into()))?;
+        let pid = std::fs::read_to_string(state_dir.join("moto.pid"))
+            .map_err(|e| EmulatorError::Start(format!("moto.pid: {e}")))?;
+        let killed = Command::new("kill")
+            .args(["-KILL", pid.trim()])
+            .status()
+            .map_err(|e| EmulatorError::Start(e.to_string()))?;
+        if !killed.success() {
+            return Err(EmulatorError::Start(format!("kill -KILL {pid} failed")));
+        }
+        // The old watchdog ends when its pipe closes.
+        drop(running.lifeline.take());
+        if let Some(mut child) = running.child.take() {
+            let _ = child.wait();
+        }
+        let closed_by = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if Instant::now() > closed_by {
+                return Err(EmulatorError::Start("the killed moto still answers".into()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(down);
+        let (restarted, admin) = Self::spawn(&python_path(), self.port, Some(state_dir))?;
+        if self.admin.as_ref().map(|a| &a.access_key_id) != Some(&admin.access_key_id) {
+            return Err(EmulatorError::Start(
+                "the restarted moto has another administrator: its state was not resumed".into(),
+            ));
+        }
+        *running = restarted;
+        Ok(())
+    }
+
+    fn spawn(
+        python: &PathBuf,
+        port: u16,
+        state_dir: Option<&Path>,
+    ) -> Result<(Running, AccessKeys), EmulatorError> {
         let log = std::env::temp_dir().join(format!("clinflow-moto-{port}.log"));
         let keys = std::env::temp_dir().join(format!("clinflow-moto-{port}.admin.json"));
         let _ = std::fs::remove_file(&keys);
         // The shell is a watchdog: it stops moto when its stdin closes, which happens when this
         // process drops the Emulator or dies in any way (even SIGKILL).
         let script = r#"
-"$0" "$1" --admin-key-file "$2" -H 127.0.0.1 -p "$3" >"$4" 2>&1 &
+"$0" "$1" --admin-key-file "$2" -H 127.0.0.1 -p "$3" ${5:+"$5"} >>"$4" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
 cat >/dev/null
@@ -119,13 +200,17 @@ cat >/dev/null
             .arg(&keys)
             .arg(port.to_string())
             .arg(&log)
+            .arg(
+                state_dir
+                    .map(|d| format!("--state-dir={}", d.display()))
+                    .unwrap_or_default(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| EmulatorError::Start(e.to_string()))?;
         let lifeline = child.stdin.take();
-        let endpoint = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -160,19 +245,23 @@ cat >/dev/null
                 EmulatorError::Start(format!("no administrator keys in {}", keys.display()))
             })?;
         let _ = std::fs::remove_file(&keys);
-        Ok(Self {
-            endpoint,
-            admin: Some(admin),
-            child: Some(child),
-            lifeline,
-        })
+        Ok((
+            Running {
+                child: Some(child),
+                lifeline,
+            },
+            admin,
+        ))
     }
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        drop(self.lifeline.take());
-        if let Some(mut child) = self.child.take() {
+        let Ok(running) = self.running.get_mut() else {
+            return;
+        };
+        drop(running.lifeline.take());
+        if let Some(mut child) = running.child.take() {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {

@@ -1,7 +1,7 @@
 //! The processor's crash windows: each test fails a call at a named point (a wrapped port), then
 //! delivers the message again and checks the end state.
 
-use clinflow_tests::faults::{FaultyIdempotency, FaultyObjects, FaultyUploads, Trip};
+use clinflow_tests::faults::{FaultyEvents, FaultyIdempotency, FaultyObjects, FaultyUploads, Trip};
 use clinflow_tests::*;
 use process_dicom::Processor;
 use serde_json::{json, Value};
@@ -188,6 +188,61 @@ async fn a_retry_after_the_outcome_was_recorded_retires_the_incoming_object() {
             events.iter().any(|e| e["type"] == kind.as_str()),
             "published again: {events:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_the_object_was_retired_publishes_the_outcome_it_missed() {
+    // The crash the emulator's restart test found (tests/restart): after the outcome was recorded
+    // and the object retired — a quarantined upload's version deleted for good — and before its
+    // outcome was published. The redelivered S3 event names no version (moto's never do; the
+    // processor looks it up by ETag) and none is left: not a second version to set aside as a
+    // stray (there are no bytes to copy, and every retry failed until the dead-letter queue),
+    // but the upload's own event again, whose outcome the summary still waits for.
+    let app = spawn_app().await;
+    let clean = dicom_file("CT_small.dcm");
+    let cases: [(&[u8], &str); 2] = [(&clean, "PROCESSED"), (EICAR, "QUARANTINED")];
+    for (bytes, status) in cases {
+        let (id, key, notification) = staged(&app, bytes).await;
+        assert!(
+            notification["Records"][0]["s3"]["object"]
+                .get("versionId")
+                .is_none(),
+            "the emulator's event names no version: {notification}"
+        );
+        let crashing = app.processor_with(&[], |mut ports| {
+            ports.events = Arc::new(FaultyEvents {
+                inner: ports.events,
+                fail_outcome: Trip::times(1),
+            });
+            ports
+        });
+        assert_eq!(deliver(&crashing, &[&notification]).await, 1);
+        assert_eq!(record(&app, &id).await["status"], status);
+        assert!(!app.object_exists(&key).await, "retired before the crash");
+        let first = app.drain_queue("ImagingEventsQueue", 2).await;
+        let kind = format!("upload.{}", status.to_lowercase());
+        assert!(
+            first.iter().all(|e| e["type"] != kind.as_str()),
+            "{first:?}"
+        );
+
+        assert_eq!(
+            deliver(&app.processor_with(&[], |p| p), &[&notification]).await,
+            0,
+            "{status}: the retry concludes"
+        );
+        let events = app.drain_queue("ImagingEventsQueue", 2).await;
+        assert!(
+            events.iter().any(|e| e["type"] == kind.as_str()),
+            "{status}: the outcome published on the retry: {events:?}"
+        );
+        let strays = app.versions_under("quarantine/stray/").await;
+        assert!(
+            strays.iter().all(|(k, _, _)| !k.contains(&id)),
+            "{status}: not a stray: {strays:?}"
+        );
+        assert_eq!(record(&app, &id).await["status"], status);
     }
 }
 

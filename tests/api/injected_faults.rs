@@ -11,25 +11,6 @@ use clinflow_tests::*;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Declares and sends `bytes` as a front-end would, retrying what a front-end retries; the upload
-/// id.
-async fn upload(app: &TestApp, bytes: &[u8]) -> String {
-    let created = app
-        .call_retrying(
-            "POST",
-            "/v1/uploads",
-            Some(&declaration("SUBJ-0001", bytes)),
-            8,
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let plan = &created.body["upload"];
-    assert_eq!(plan["mode"], "single", "small files: one PUT");
-    let put = app.send_presigned(plan, bytes.to_vec()).await;
-    assert_eq!(put.status(), 200);
-    created.body["uploadId"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn uploads_through_throttling_server_errors_resets_and_lost_answers_lose_nothing_and_reconcile(
 ) {
@@ -64,7 +45,7 @@ async fn uploads_through_throttling_server_errors_resets_and_lost_answers_lose_n
     }));
     let started = Instant::now();
     let ids: Vec<String> =
-        futures::future::join_all(files.iter().map(|(bytes, _)| upload(&app, bytes))).await;
+        futures::future::join_all(files.iter().map(|(bytes, _)| app.upload_retrying(bytes))).await;
     // Every upload reaches its outcome (the record polled directly: the API is faulted too).
     for (id, (_, expected)) in ids.iter().zip(&files) {
         let record = app

@@ -384,6 +384,28 @@ impl crate::TestApp {
         }
         panic!("{method} {path}: no answer below 500 after {tries} tries");
     }
+
+    /// Declares and sends `bytes` (a small file: one PUT) for SUBJ-0001 as a front-end would,
+    /// retrying what a front-end retries; the upload id.
+    pub async fn upload_retrying(&self, bytes: &[u8]) -> String {
+        let created = self
+            .call_retrying(
+                "POST",
+                "/v1/uploads",
+                Some(&crate::declaration("SUBJ-0001", bytes)),
+                8,
+            )
+            .await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let plan = &created.body["upload"];
+        assert_eq!(plan["mode"], "single", "small files: one PUT");
+        let put = self.send_presigned(plan, bytes.to_vec()).await;
+        assert_eq!(put.status(), 200);
+        created.body["uploadId"]
+            .as_str()
+            .expect("uploadId")
+            .to_owned()
+    }
 }
 
 #[cfg(test)]

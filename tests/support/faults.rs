@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use shared::domain::{ProcessingResult, Upload, UploadId, UploadStatus};
 use shared::store::{
-    AuditEntry, ChunkSource, Claim, ClaimState, Idempotency, IngestObjects, Lease, OpenedObject,
-    StoreError, UploadStore,
+    AuditEntry, ChunkSource, Claim, ClaimState, EventPublisher, Idempotency, IngestObjects, Lease,
+    OpenedObject, StoreError, UploadStore,
 };
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -234,5 +234,23 @@ impl Idempotency for FaultyIdempotency {
 
     async fn state(&self, key: &str) -> Result<ClaimState, StoreError> {
         self.inner.state(key).await
+    }
+}
+
+/// The imaging-events queue, with a fault at publishing an outcome (a crash after the record was
+/// concluded and the object retired, before the next stage heard of it). "Processing started"
+/// events pass.
+pub struct FaultyEvents {
+    pub inner: Arc<dyn EventPublisher>,
+    pub fail_outcome: Trip,
+}
+
+#[async_trait]
+impl EventPublisher for FaultyEvents {
+    async fn publish(&self, body: &str, correlation_id: &str) -> Result<(), StoreError> {
+        if !body.contains("\"upload.processing\"") && self.fail_outcome.fires() {
+            return Err(injected("publish"));
+        }
+        self.inner.publish(body, correlation_id).await
     }
 }

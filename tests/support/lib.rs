@@ -23,6 +23,23 @@ fn emulator() -> &'static Emulator {
     })
 }
 
+/// This test process's emulator as one whose state outlives its process
+/// ([`Emulator::kill_and_restart`]): called before anything else starts the emulator, so in a test
+/// binary of its own (every test of a binary shares one emulator).
+pub fn persistent_emulator() -> &'static Emulator {
+    let dir = std::env::temp_dir().join(format!("clinflow-moto-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let emulator = EMULATOR.get_or_init(|| {
+        Emulator::start_moto_persistent(&dir)
+            .expect("start the emulator (make setup installs moto)")
+    });
+    assert!(
+        emulator.is_persistent(),
+        "this process's emulator was started before, without persistence"
+    );
+    emulator
+}
+
 pub fn endpoint() -> String {
     emulator().endpoint.clone()
 }

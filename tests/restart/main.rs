@@ -1,0 +1,122 @@
+//! The emulator killed (SIGKILL) and started again mid-pipeline, twice, while uploads are being
+//! processed: nothing is lost. AWS keeps every write it acknowledged through any outage; so does
+//! this emulator (`--state-dir`: local-stack/moto_server.py saves each write before answering it).
+//! What the outage tests is everything else: the functions' calls refused mid-message, messages
+//! received and never deleted, claims taken and never released, answers never sent, the pollers'
+//! long polls cut. Every upload must still end with the outcome its bytes call for, and S3, the
+//! records, the index and the summary must reconcile.
+//!
+//! A test binary of its own: every test of a binary shares one emulator, and this one kills it.
+
+use clinflow_tests::*;
+use std::time::{Duration, Instant};
+
+/// How long the emulator stays down each time: longer than the SDK's retries of one call, so
+/// calls really fail and messages really go back to their queues.
+const DOWN: Duration = Duration::from_secs(3);
+
+/// How many of `subject`'s uploads are terminal (the records, read through the API).
+async fn terminal(app: &TestApp) -> usize {
+    app.uploads_of("SUBJ-0001")
+        .await
+        .iter()
+        .filter(|u| {
+            matches!(
+                u["status"].as_str(),
+                Some("PROCESSED" | "QUARANTINED" | "FAILED")
+            )
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_emulator_killed_and_restarted_mid_pipeline_loses_nothing_and_everything_reconciles() {
+    let emulator = persistent_emulator();
+    // A failed ingest message comes back after 1 s (its own backoff) or, if even setting that
+    // failed because the emulator was down, after the queue's 20 s visibility; a claim left by a
+    // message cut off mid-way expires with that message's 15 s deadline.
+    let app = spawn_pipeline(&[
+        ("IngestRetryBaseSeconds", "1"),
+        ("IngestVisibilityTimeoutSeconds", "20"),
+        ("ProcessDicomMessageTimeoutSeconds", "15"),
+        // An imaging event received before a kill and never deleted returns after 30 s, not 180.
+        ("ImagingEventsVisibilityTimeoutSeconds", "30"),
+    ])
+    .await;
+    let ct = dicom_file("CT_small.dcm");
+    let with_eicar = with_eicar(&ct);
+    let noise: Vec<u8> = (0..10_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    // 12 distinct clean instances, 3 infected, 3 not DICOM: what each must end as.
+    let mut files: Vec<(Vec<u8>, &str)> = (0..12u32)
+        .map(|i| (synthetic_dicom(2000 + i, 4096, i as u8), "PROCESSED"))
+        .collect();
+    files.extend((0..3).map(|_| (with_eicar.clone(), "QUARANTINED")));
+    files.extend((0..3u8).map(|i| {
+        let mut n = noise.clone();
+        n[0] = i;
+        (n, "QUARANTINED")
+    }));
+    let started = Instant::now();
+    let ids: Vec<String> =
+        futures::future::join_all(files.iter().map(|(bytes, _)| app.upload_retrying(bytes))).await;
+    // Kill it mid-pipeline: the first time as soon as one upload is terminal, the second when a
+    // third of them are; each time some must still be on their way.
+    let mut pending_at_kills = Vec::new();
+    for wanted in [1, ids.len() / 3] {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let done = loop {
+            let done = terminal(&app).await;
+            if done >= wanted || Instant::now() > deadline {
+                break done;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        pending_at_kills.push(ids.len() - done);
+        tokio::task::spawn_blocking(move || emulator.kill_and_restart(DOWN))
+            .await
+            .expect("join")
+            .expect("restart the emulator from its saved state");
+    }
+    println!(
+        "emulator killed twice, {DOWN:?} down each time; uploads not yet terminal at the kills: \
+         {pending_at_kills:?} of {}",
+        ids.len()
+    );
+    assert!(
+        pending_at_kills.iter().all(|p| *p > 0),
+        "each kill must come mid-pipeline: {pending_at_kills:?}"
+    );
+    // Every upload reaches its outcome.
+    for (id, (_, expected)) in ids.iter().zip(&files) {
+        let record = app
+            .wait_status(id, &["PROCESSED", "QUARANTINED", "FAILED"], 240)
+            .await;
+        assert_eq!(record["status"], *expected, "{id}: {record}");
+    }
+    let took = started.elapsed();
+    // The summary's consumer may still be applying the last outcomes: an event received before a
+    // kill and never deleted comes back after its queue's visibility timeout (30 s here).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let reconciled = loop {
+        let r = app.reconcile("SUBJ-0001").await;
+        if r.problems.is_empty() || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!(
+        "after two kills: {}; {} uploads terminal in {took:?}, reconciled after {:?}",
+        reconciled.summary(),
+        ids.len(),
+        started.elapsed()
+    );
+    assert!(reconciled.problems.is_empty(), "{:#?}", reconciled.problems);
+    assert_eq!(reconciled.processed, 12);
+    assert_eq!(reconciled.quarantined, 6);
+    assert_eq!(reconciled.failed, 0);
+    for id in &ids {
+        assert!(reconciled.records.contains_key(id), "{id} not listed");
+    }
+}
