@@ -131,6 +131,10 @@ where
     R: Fn(usize) -> usize + Send + Sync + 'static,
     W: FnMut(usize) + Send + 'static,
 {
+    // Every code is found (a lookup that missed would be cheaper and flatter the design).
+    for i in 0..n {
+        assert!(read(i) > 0, "code {i} not found");
+    }
     let read = Arc::new(read);
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {

@@ -166,7 +166,19 @@ impl Emulator {
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(down);
-        let (restarted, admin) = Self::spawn(&python_path(), self.port, Some(state_dir))?;
+        // Another socket of the machine may hold the port for a moment (it came from the ephemeral
+        // range): try again before giving up.
+        let mut attempt = 0;
+        let (restarted, admin) = loop {
+            match Self::spawn(&python_path(), self.port, Some(state_dir)) {
+                Ok(started) => break started,
+                Err(e) if attempt >= 10 => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        };
         if self.admin.as_ref().map(|a| &a.access_key_id) != Some(&admin.access_key_id) {
             return Err(EmulatorError::Start(
                 "the restarted moto has another administrator: its state was not resumed".into(),

@@ -271,3 +271,45 @@ async fn bad_form_input_is_refused_and_nothing_is_written() {
     assert_eq!(app.item_count("FormsTable").await, 0);
     assert_eq!(app.item_count("AuditTable").await, 0);
 }
+
+#[tokio::test]
+async fn a_form_too_large_to_store_is_refused_with_413_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let staff = app.staff();
+    // 500 adverse events (the most a form holds), each term 200 characters of four-byte UTF-8 (a
+    // CJK extension ideograph): a body under the route's 512 KiB, but more than a DynamoDB item
+    // holds (400 KB). Before the check, the write failed in DynamoDB and answered 500.
+    let term = "\u{20BB7}".repeat(200);
+    let groups: Vec<Value> = (1..=500)
+        .map(|k| {
+            json!({"itemGroupOid": "IG.AE", "repeatKey": k, "items": {
+                "AETERM": term, "AESTDTC": "2026-10-01", "AESER": "N", "AESEV": "SEVERE",
+                "AEOUT": "RECOVERING"}})
+        })
+        .collect();
+    let body = json!({ "itemGroups": groups });
+    let size = body.to_string().len();
+    assert!((400_000..512 * 1024).contains(&size), "{size}");
+    let r = app.put_form(&staff, "SUBJ-0001", "AE", None, &body).await;
+    assert_eq!(r.problem(413), "/problems/payload-too-large", "{}", r.body);
+    assert_eq!(app.item_count("FormsTable").await, 0);
+    assert_eq!(app.item_count("AuditTable").await, 0);
+    // A form of the same events with short terms is stored.
+    let short: Vec<Value> = (1..=500)
+        .map(|k| {
+            json!({"itemGroupOid": "IG.AE", "repeatKey": k, "items": {
+                "AETERM": "Headache", "AESTDTC": "2026-10-01", "AESER": "N", "AESEV": "SEVERE",
+                "AEOUT": "RECOVERING"}})
+        })
+        .collect();
+    let r = app
+        .put_form(
+            &staff,
+            "SUBJ-0001",
+            "AE",
+            None,
+            &json!({ "itemGroups": short }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+}

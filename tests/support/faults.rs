@@ -248,7 +248,10 @@ pub struct FaultyEvents {
 #[async_trait]
 impl EventPublisher for FaultyEvents {
     async fn publish(&self, body: &str, correlation_id: &str) -> Result<(), StoreError> {
-        if !body.contains("\"upload.processing\"") && self.fail_outcome.fires() {
+        let kind = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|e| e["type"].as_str().map(str::to_owned));
+        if kind.as_deref() != Some("upload.processing") && self.fail_outcome.fires() {
             return Err(injected("publish"));
         }
         self.inner.publish(body, correlation_id).await

@@ -27,9 +27,9 @@ fn emulator() -> &'static Emulator {
 /// ([`Emulator::kill_and_restart`]): called before anything else starts the emulator, so in a test
 /// binary of its own (every test of a binary shares one emulator).
 pub fn persistent_emulator() -> &'static Emulator {
-    let dir = std::env::temp_dir().join(format!("clinflow-moto-state-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let emulator = EMULATOR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("clinflow-moto-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         Emulator::start_moto_persistent(&dir)
             .expect("start the emulator (make setup installs moto)")
     });

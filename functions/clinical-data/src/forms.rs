@@ -23,6 +23,11 @@ use shared::store::{AuditEntry, StoreError};
 
 /// A lab form of 1,000 results is about 200 KB of JSON.
 const MAX_BODY_BYTES: usize = 512 * 1024;
+/// A DynamoDB item holds at most 400 KB (names and values): the form's item holds its JSON, and its
+/// audit entry the changed items' old and new values; each stays under this, leaving room for the
+/// item's other attributes. (A body within `MAX_BODY_BYTES` can exceed it: 500 adverse events of
+/// 200 four-byte characters each.)
+const MAX_STORED_BYTES: usize = 350 * 1024;
 const MAX_REASON_CHARS: usize = 500;
 
 /// The JSON of a stored form.
@@ -248,6 +253,19 @@ pub(crate) async fn put(
         reason: reason.unwrap_or_else(|| "initial entry".into()),
         correlation_id: meta.correlation_id.clone(),
     };
+    let stored_bytes = form.data.to_json().to_string().len();
+    let audited_bytes =
+        audit.old.as_ref().map_or(0, String::len) + audit.new.as_ref().map_or(0, String::len);
+    if stored_bytes.max(audited_bytes) > MAX_STORED_BYTES {
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Form too large to store",
+        )
+        .detail(format!(
+            "The form holds {stored_bytes} bytes and this change {audited_bytes} bytes of audited values; each is limited to {MAX_STORED_BYTES} bytes. Split its entries over more forms; nothing was written."
+        )));
+    }
     match api.forms.put(&form, std::slice::from_ref(&audit)).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {

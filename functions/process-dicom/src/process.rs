@@ -366,18 +366,10 @@ impl Processor {
         created: &ObjectCreated,
         relative: &str,
     ) -> Result<Outcome, Retry> {
-        let same = match (upload.processing.as_ref(), created.version_id.as_deref()) {
-            (None, _) => false,
-            (Some(p), Some(version)) => p.source_version.as_deref() == Some(version),
-            (Some(p), None) => {
-                // The event named no version and none with its ETag is left (a quarantined
-                // upload's version is deleted for good once it concludes): no other bytes to set
-                // aside, so this is the upload's own event again, after a crash that kept its
-                // outcome from being published. (Unversioned, as before: the same when the record
-                // names no version either.)
-                p.source_version.is_none() || created.etag.is_some()
-            }
-        };
+        let same = upload
+            .processing
+            .as_ref()
+            .is_some_and(|p| p.source_version == created.version_id);
         if !same {
             return self
                 .quarantine_stray(created, relative, StrayReason::SecondObjectVersion)
