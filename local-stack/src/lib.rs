@@ -223,6 +223,9 @@ impl LocalStack {
         let mut functions = BTreeMap::new();
         let mut processes = BTreeMap::new();
         let mut routes = Vec::new();
+        // Each route's own `Auth.Authorizer`, if it names one (resolved against the API's
+        // `DefaultAuthorizer` below).
+        let mut route_authorizers: Vec<Option<String>> = Vec::new();
         let mut tasks = Vec::new();
         let mut invocables = BTreeMap::new();
         for f in template.resources_of("AWS::Serverless::Function") {
@@ -315,10 +318,12 @@ impl LocalStack {
                 match (json_str(event, "Type").as_deref(), &local) {
                     (Some("HttpApi"), LocalFunction::Http(handler)) => {
                         let method = json_str(&props, "Method").unwrap_or_else(|| "ANY".into());
-                        let authorized = props
-                            .pointer("/Auth/Authorizer")
-                            .and_then(Json::as_str)
-                            .is_none_or(|a| a != "NONE");
+                        route_authorizers.push(
+                            props
+                                .pointer("/Auth/Authorizer")
+                                .and_then(Json::as_str)
+                                .map(str::to_owned),
+                        );
                         routes.push(RouteBinding {
                             method: method
                                 .to_uppercase()
@@ -327,7 +332,7 @@ impl LocalStack {
                             path: json_str(&props, "Path").unwrap_or_default(),
                             function: Arc::clone(handler),
                             timeout,
-                            authorized,
+                            authorized: true,
                         });
                     }
                     (Some("SQS"), LocalFunction::Sqs(handler)) => {
@@ -433,6 +438,31 @@ impl LocalStack {
             .map(|r| template.eval(r.properties))
             .transpose()?
             .unwrap_or(Json::Null);
+        // As API Gateway does: a route is checked by the authorizer it names, else by the API's
+        // `DefaultAuthorizer`; `NONE`, or no default, leaves it open. So a template that loses its
+        // default authorizer opens every route here too, and the access tests see it.
+        let authorizers = api.pointer("/Auth/Authorizers").and_then(Json::as_object);
+        let known = |name: &str| authorizers.is_some_and(|a| a.contains_key(name));
+        let default_authorizer = api
+            .pointer("/Auth/DefaultAuthorizer")
+            .and_then(Json::as_str);
+        if let Some(name) = default_authorizer.filter(|n| !known(n)) {
+            return Err(
+                format!("HttpApi DefaultAuthorizer {name} is not among its Authorizers").into(),
+            );
+        }
+        for (route, named) in routes.iter_mut().zip(&route_authorizers) {
+            route.authorized = match named.as_deref() {
+                Some("NONE") => false,
+                Some(name) if known(name) => true,
+                Some(name) => {
+                    return Err(
+                        format!("route {} names an unknown authorizer {name}", route.path).into(),
+                    )
+                }
+                None => default_authorizer.is_some(),
+            };
+        }
         let jwt = api
             .pointer("/Auth/Authorizers")
             .and_then(Json::as_object)

@@ -307,3 +307,34 @@ async fn every_route_refuses_every_bad_token_bad_role_and_foreign_subject() {
     }
     assert_eq!(after, before, "nothing written to {tables:?}");
 }
+
+#[tokio::test]
+async fn the_local_api_protects_routes_exactly_as_the_templates_default_authorizer_says() {
+    // API Gateway checks a route with the authorizer it names, else with the API's
+    // DefaultAuthorizer; the local stack takes both from the template. Without the default, every
+    // route is open: no JWT is checked and the functions receive no claims, so even a valid
+    // token is refused by the function itself (and in AWS the routes would be public). Before, the
+    // local stack protected every route whatever the template said, and deleting the line passed
+    // every test.
+    let text =
+        std::fs::read_to_string(local_stack::emulator::repo_root().join("template.yaml")).unwrap();
+    let line = "        DefaultAuthorizer: JwtAuthorizer\n";
+    assert_eq!(
+        text.matches(line).count(),
+        1,
+        "template.yaml names its default authorizer"
+    );
+    let dir = std::env::temp_dir().join(format!("clinflow-auth-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let open = dir.join("template.yaml");
+    std::fs::write(&open, text.replace(line, "")).unwrap();
+
+    let path = "/v1/uploads?subjectId=SUBJ-0001&limit=1";
+    let protected = spawn_app().await;
+    assert_eq!(protected.get(path, &protected.staff()).await.status, 200);
+    assert_eq!(protected.get(path, "not-a-jwt").await.status, 401);
+
+    let unprotected = spawn_app_from(open).await;
+    let r = unprotected.get(path, &unprotected.staff()).await;
+    assert_eq!(r.status, 401, "no authorizer ran, so no claims: {}", r.body);
+}
