@@ -28,45 +28,22 @@ async fn uploads_through_throttling_server_errors_resets_and_lost_answers_lose_n
     .await;
     // Redelivery of a failed ingest message after 1 s, not the template's 10.
     let app = spawn_pipeline_through(&proxy.endpoint, &[("IngestRetryBaseSeconds", "1")]).await;
-    let ct = dicom_file("CT_small.dcm");
-    let with_eicar = with_eicar(&ct);
-    let noise: Vec<u8> = (0..10_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
     // 16 distinct clean instances, 4 infected, 4 not DICOM: what each must end as.
-    let mut files: Vec<(Vec<u8>, &str)> = (0..16u32)
-        .map(|i| (synthetic_dicom(1000 + i, 4096, i as u8), "PROCESSED"))
-        .collect();
-    files.extend((0..4).map(|_| (with_eicar.clone(), "QUARANTINED")));
-    files.extend((0..4u8).map(|i| {
-        let mut n = noise.clone();
-        n[0] = i;
-        (n, "QUARANTINED")
-    }));
+    let files = mixed_files(16, 1000, 4, 4);
     let started = Instant::now();
     let ids: Vec<String> =
         futures::future::join_all(files.iter().map(|(bytes, _)| app.upload_retrying(bytes))).await;
     // Every upload reaches its outcome (the record polled directly: the API is faulted too).
-    for (id, (_, expected)) in ids.iter().zip(&files) {
-        let record = app
-            .wait_status(id, &["PROCESSED", "QUARANTINED", "FAILED"], 240)
-            .await;
-        assert_eq!(record["status"], *expected, "{id}: {record}");
-    }
+    app.wait_outcomes(&ids, &files).await;
     let took = started.elapsed();
     // The summary's consumer may still be applying the last outcomes: wait for its counts. An
     // event whose update failed all its SDK attempts returns after imaging-summary's backoff (5 s
     // doubling per receive), or after the queue's 180 s visibility timeout if even setting that
     // failed, so the wait is longer than that.
-    let deadline = Instant::now() + Duration::from_secs(200);
     proxy.enabled.store(false, Ordering::SeqCst);
-    let reconciled = loop {
-        let r = app.reconcile("SUBJ-0001").await;
-        if r.problems.is_empty() || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let reconciled = app
+        .reconcile_within("SUBJ-0001", Duration::from_secs(200))
+        .await;
     println!(
         "injected faults: {}; {}; {} uploads terminal in {took:?}",
         proxy.stats.summary(),

@@ -54,21 +54,8 @@ async fn the_emulator_killed_and_restarted_mid_pipeline_loses_nothing_and_everyt
         ("ImagingEventsVisibilityTimeoutSeconds", "30"),
     ])
     .await;
-    let ct = dicom_file("CT_small.dcm");
-    let with_eicar = with_eicar(&ct);
-    let noise: Vec<u8> = (0..10_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
     // 12 distinct clean instances, 3 infected, 3 not DICOM: what each must end as.
-    let mut files: Vec<(Vec<u8>, &str)> = (0..12u32)
-        .map(|i| (synthetic_dicom(2000 + i, 4096, i as u8), "PROCESSED"))
-        .collect();
-    files.extend((0..3).map(|_| (with_eicar.clone(), "QUARANTINED")));
-    files.extend((0..3u8).map(|i| {
-        let mut n = noise.clone();
-        n[0] = i;
-        (n, "QUARANTINED")
-    }));
+    let files = mixed_files(12, 2000, 3, 3);
     let started = Instant::now();
     let ids: Vec<String> =
         futures::future::join_all(files.iter().map(|(bytes, _)| app.upload_retrying(bytes))).await;
@@ -100,23 +87,13 @@ async fn the_emulator_killed_and_restarted_mid_pipeline_loses_nothing_and_everyt
         "each kill must come mid-pipeline: {pending_at_kills:?}"
     );
     // Every upload reaches its outcome.
-    for (id, (_, expected)) in ids.iter().zip(&files) {
-        let record = app
-            .wait_status(id, &["PROCESSED", "QUARANTINED", "FAILED"], 240)
-            .await;
-        assert_eq!(record["status"], *expected, "{id}: {record}");
-    }
+    app.wait_outcomes(&ids, &files).await;
     let took = started.elapsed();
     // The summary's consumer may still be applying the last outcomes: an event received before a
     // kill and never deleted comes back after its queue's visibility timeout (30 s here).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let reconciled = loop {
-        let r = app.reconcile("SUBJ-0001").await;
-        if r.problems.is_empty() || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let reconciled = app
+        .reconcile_within("SUBJ-0001", Duration::from_secs(120))
+        .await;
     println!(
         "after two kills: {}; {} uploads terminal in {took:?}, reconciled after {:?}",
         reconciled.summary(),

@@ -664,6 +664,36 @@ pub fn synthetic_dicom_header(instance: u32, pixel_bytes: u64) -> Vec<u8> {
 
 pub const EICAR: &[u8] = br"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
 
+/// A mixed batch and what each file must end as: `clean` distinct synthetic instances (numbered
+/// from `first_instance`, PROCESSED), `infected` copies of a real CT with EICAR in its pixels and
+/// `not_dicom` distinct noise files (both QUARANTINED).
+pub fn mixed_files(
+    clean: u32,
+    first_instance: u32,
+    infected: usize,
+    not_dicom: u8,
+) -> Vec<(Vec<u8>, &'static str)> {
+    let with_eicar = with_eicar(&dicom_file("CT_small.dcm"));
+    let noise: Vec<u8> = (0..10_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut files: Vec<(Vec<u8>, &str)> = (0..clean)
+        .map(|i| {
+            (
+                synthetic_dicom(first_instance + i, 4096, i as u8),
+                "PROCESSED",
+            )
+        })
+        .collect();
+    files.extend((0..infected).map(|_| (with_eicar.clone(), "QUARANTINED")));
+    files.extend((0..not_dicom).map(|i| {
+        let mut n = noise.clone();
+        n[0] = i;
+        (n, "QUARANTINED")
+    }));
+    files
+}
+
 /// `dicom` with the EICAR test string written over bytes 1,000 before its end (inside the pixels).
 pub fn with_eicar(dicom: &[u8]) -> Vec<u8> {
     let mut infected = dicom.to_vec();

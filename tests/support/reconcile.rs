@@ -59,6 +59,30 @@ impl TestApp {
     /// is not PROCESSED; accepted bytes in S3 under their recorded key with their recorded SHA-256;
     /// quarantined bytes under theirs; nothing left in `incoming/`; each accepted instance in the
     /// index; and the summary's counts equal to what the records add up to.
+    /// Waits for each upload of `ids` to be terminal and checks it ended as its file calls for
+    /// (`files`, as [`crate::mixed_files`] gives them, in the same order).
+    pub async fn wait_outcomes(&self, ids: &[String], files: &[(Vec<u8>, &str)]) {
+        for (id, (_, expected)) in ids.iter().zip(files) {
+            let record = self
+                .wait_status(id, &["PROCESSED", "QUARANTINED", "FAILED"], 240)
+                .await;
+            assert_eq!(record["status"], *expected, "{id}: {record}");
+        }
+    }
+
+    /// [`Self::reconcile`] again every half second until it finds no problem or `within` passed;
+    /// the last one.
+    pub async fn reconcile_within(&self, subject: &str, within: std::time::Duration) -> Reconciled {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let r = self.reconcile(subject).await;
+            if r.problems.is_empty() || std::time::Instant::now() > deadline {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     pub async fn reconcile(&self, subject: &str) -> Reconciled {
         let mut out = Reconciled::default();
         let mut instances = BTreeSet::new();
